@@ -1,0 +1,1 @@
+"""FastAGI: the sans-I/O protocol core and the asyncio server over it."""

@@ -1,0 +1,245 @@
+"""Sans-I/O FastAGI protocol core: bytes in, environment and replies out.
+
+Modelled on what Asterisk 22's `res_agi.c` really sends (see the captures): an
+environment block of `agi_key: value` lines ended by an empty line, then one reply per
+command: `200 result=N[ (data)][ endpos=N]`, `510 …`, `511 …`, or a multi-line
+`520-…` usage block ended by `520 End of proper usage.`. An unsolicited `HANGUP` line
+may arrive between replies; it is an event of its own, never mistaken for a reply.
+
+The connection is an explicit state machine:
+
+    ENVIRONMENT --(empty line)--> IDLE --send_command--> AWAITING_REPLY --reply--> IDLE
+    any state --(peer closed)--> CLOSED
+
+Commands may be pipelined (each one adds an outstanding reply); whether that is safe on
+a live socket is the I/O layer's decision (see `session.py`).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+MAX_COMMAND_BYTES = 8192  # Asterisk reads commands with a buffer of this size
+
+
+class AgiProtocolError(Exception):
+    """The peer broke the protocol or a limit; the session must end."""
+
+
+class State(enum.Enum):
+    ENVIRONMENT = "environment"
+    IDLE = "idle"
+    AWAITING_REPLY = "awaiting_reply"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_line: int = 8192
+    max_environment: int = 65536
+    max_arguments: int = 128
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The `agi_*` variables of a session, `agi_arg_N` kept apart and in order."""
+
+    variables: dict[str, str]
+    arguments: list[str]
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.variables.get(key, default)
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    result: str = ""
+    data: str | None = None
+    lines: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """Asterisk's unsolicited `HANGUP`: the channel is gone, the session may go on."""
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The peer closed its side."""
+
+
+Event = Environment | Reply | Hangup | Closed
+
+_REPLY_200 = re.compile(r"^200 result=(?P<result>-?\S*)(?: \((?P<data>.*)\))?(?: endpos=-?\d+)?$")
+_ARG_KEY = re.compile(r"^agi_arg_(\d+)$")
+
+
+class AgiConnection:
+    """One FastAGI session seen from the server side, without any I/O."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.state = State.ENVIRONMENT
+        self._buffer = bytearray()
+        self._env: dict[str, str] = {}
+        self._env_bytes = 0
+        self._usage: list[str] | None = None
+        self._outstanding = 0
+
+    # -- input ---------------------------------------------------------------
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer (b"" means it closed); returns the new events."""
+        if self.state is State.CLOSED:
+            return []
+        if not data:
+            self.state = State.CLOSED
+            return [Closed()]
+        self._buffer += data
+        events: list[Event] = []
+        while self.state is not State.CLOSED:
+            line = self._next_line()
+            if line is None:
+                break
+            event = self._handle_line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _next_line(self) -> str | None:
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            if len(self._buffer) > self.limits.max_line:
+                raise AgiProtocolError(f"line longer than {self.limits.max_line} bytes")
+            return None
+        if end > self.limits.max_line:
+            raise AgiProtocolError(f"line longer than {self.limits.max_line} bytes")
+        raw = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        try:
+            return raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as exc:
+            raise AgiProtocolError("invalid UTF-8 from the peer") from exc
+
+    def _handle_line(self, line: str) -> Event | None:
+        if self.state is State.ENVIRONMENT:
+            return self._environment_line(line)
+        if line == "HANGUP":
+            return Hangup()
+        if self.state is not State.AWAITING_REPLY:
+            raise AgiProtocolError(f"unexpected line from the peer: {line[:80]!r}")
+        return self._reply_line(line)
+
+    def _environment_line(self, line: str) -> Environment | None:
+        if line == "":
+            self.state = State.IDLE
+            return self._build_environment()
+        self._env_bytes += len(line) + 1
+        if self._env_bytes > self.limits.max_environment:
+            raise AgiProtocolError(f"environment larger than {self.limits.max_environment} bytes")
+        key, sep, value = line.partition(":")
+        if not sep or not key.startswith("agi_"):
+            raise AgiProtocolError(f"malformed environment line: {line[:80]!r}")
+        self._env[key] = value[1:] if value.startswith(" ") else value
+        if len(self._env) > self.limits.max_arguments + 64:
+            raise AgiProtocolError("too many environment variables")
+        return None
+
+    def _build_environment(self) -> Environment:
+        numbered = {}
+        variables = {}
+        for key, value in self._env.items():
+            match = _ARG_KEY.match(key)
+            if match:
+                numbered[int(match.group(1))] = value
+            else:
+                variables[key] = value
+        if len(numbered) > self.limits.max_arguments:
+            raise AgiProtocolError(f"more than {self.limits.max_arguments} AGI arguments")
+        return Environment(variables, [numbered[i] for i in sorted(numbered)])
+
+    def _reply_line(self, line: str) -> Reply | None:
+        if self._usage is not None:
+            self._usage.append(line)
+            if line.startswith("520 "):
+                lines, self._usage = tuple(self._usage), None
+                return self._replied(Reply(520, lines=lines))
+            return None
+        if line.startswith("520-"):
+            self._usage = [line]
+            return None
+        return self._replied(parse_reply(line))
+
+    def _replied(self, reply: Reply) -> Reply:
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self.state = State.IDLE
+        return reply
+
+    # -- output --------------------------------------------------------------
+    def send_command(self, command: str) -> bytes:
+        """The bytes for one command; the connection then awaits one more reply."""
+        if self.state not in (State.IDLE, State.AWAITING_REPLY):
+            raise AgiProtocolError(f"cannot send a command in state {self.state.value}")
+        data = encode_command(command)
+        self._outstanding += 1
+        self.state = State.AWAITING_REPLY
+        return data
+
+
+def parse_reply(line: str) -> Reply:
+    """One single-line reply (`200 …`, `510 …`, `511 …`, or anything else Asterisk sends)."""
+    match = _REPLY_200.match(line)
+    if match:
+        return Reply(200, match.group("result"), match.group("data"), (line,))
+    code = line[:3]
+    if code.isdigit():
+        return Reply(int(code), lines=(line,))
+    raise AgiProtocolError(f"malformed reply: {line[:80]!r}")
+
+
+def encode_command(command: str) -> bytes:
+    if "\n" in command or "\r" in command:
+        raise ValueError("an AGI command is one line")
+    data = command.encode("utf-8") + b"\n"
+    if len(data) > MAX_COMMAND_BYTES:
+        raise ValueError(f"AGI command longer than {MAX_COMMAND_BYTES} bytes")
+    return data
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_()]+$")
+# room for `SET VARIABLE <name> "<value>"\n` with the longest names we use
+_MAX_VALUE_BYTES = MAX_COMMAND_BYTES - 200
+
+
+def quote_value(value: str) -> str:
+    """Quote a value the way Asterisk's `parse_args` reads it back.
+
+    Backslash and double quote are escaped; control characters (CR, LF, TAB, …) would
+    end or corrupt the command line, so each becomes one space. Values longer than
+    fits in one command are cut at a character boundary.
+    """
+    value = _CONTROL.sub(" ", value)
+    encoded = value.encode("utf-8")
+    if len(encoded) > _MAX_VALUE_BYTES:
+        value = encoded[:_MAX_VALUE_BYTES].decode("utf-8", errors="ignore")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def set_variable(name: str, value: str) -> str:
+    if not _VARIABLE_NAME.match(name):
+        raise ValueError(f"bad channel variable name {name!r}")
+    return f"SET VARIABLE {name} {quote_value(value)}"
+
+
+def get_variable(name: str) -> str:
+    if not _VARIABLE_NAME.match(name):
+        raise ValueError(f"bad channel variable name {name!r}")
+    return f"GET VARIABLE {name}"

@@ -1,0 +1,93 @@
+"""The gateway process: builds every part from the configuration and runs them together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from .actions import ACTIONS  # noqa: F401 - declares every action
+from .actions.context import MediaSettings
+from .actions.dispatch import Dispatcher
+from .agi.server import AgiServer, AgiServerSettings
+from .config import PROFILE_KEYS, Config, Section
+from .manager.accounts import Account, AccountManager
+from .manager.events import EventBus
+from .manager.store import Store
+from .network.driver import Profile
+from .network.embedded import EmbeddedNetwork, ScriptedUser, Timing
+
+log = logging.getLogger("fastagi")
+
+PRESENCE = {"online": "ONLINE", "away": "AWAY", "dnd": "DND", "na": "NA", "invisible": "INVISIBLE", "offline": "OFFLINE"}
+
+
+def profile_of(name: str, section: Section, status: str = "ONLINE") -> Profile:
+    values = {key.name: section.values.get(key.name, "") for key in PROFILE_KEYS}
+    values["displayname"] = values["displayname"] or values["fullname"]
+    return Profile(handle=name, online_status=status, **values)
+
+
+def scripted_user(name: str, section: Section) -> ScriptedUser:
+    status = "OFFLINE" if section.behaviour == "offline" else PRESENCE[section.status]
+    return ScriptedUser(
+        profile_of(name, section, status), behaviour=section.behaviour, ring_delay=section.ring_delay,
+        answer_delay=section.answer_delay, auth_policy=section.auth_policy, voicemail=section.voicemail,
+        greeting=section.greeting,
+    )
+
+
+class Gateway:
+    """Everything `serve` runs: FastAGI server, account manager, network, (later) AMI and media."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        general = config.general
+        self.bus = EventBus()
+        self.store = Store(general.database)
+        self.network = EmbeddedNetwork(
+            users={name: scripted_user(name, s) for name, s in config.users.items() if name not in config.accounts},
+            account_profiles={name: profile_of(name, s) for name, s in config.accounts.items()},
+            incoming_dir=Path(general.incoming_dir),
+            sms_price=general.sms_price,
+            timing=Timing(ring_timeout=general.ring_timeout),
+        )
+        accounts = [
+            Account(name, profile_of(name, s), s.currency, s.auth_policy, s.voicemail, s.unanswered)
+            for name, s in config.accounts.items()
+        ]
+        self.manager = AccountManager(
+            accounts, self.store, self.network, self.bus, Path(general.incoming_dir), general.ring_timeout
+        )
+        self.manager.seed_balances({name: (s.balance, s.currency) for name, s in config.accounts.items()})
+        self.dispatcher = Dispatcher(
+            self.manager, general.variable_prefix,
+            MediaSettings(Path(general.media_dir), tuple(Path(p) for p in general.media_path), int(general.record_rate)),
+        )
+        self.agi = AgiServer(
+            AgiServerSettings(
+                bind=general.bind, port=general.port, permit=tuple(general.permit),
+                environment_timeout=general.environment_timeout, session_timeout=general.session_timeout,
+                max_connections=general.max_connections,
+            ),
+            self.dispatcher,
+        )
+
+    async def start(self) -> None:
+        await self.agi.start()
+        log.info("serving %d account(s): %s", len(self.manager.accounts), ", ".join(self.manager.names()))
+
+    async def stop(self) -> None:
+        """Stop accepting, let sessions finish (bounded), end calls, flush state."""
+        await self.agi.stop(self.config.general.shutdown_grace)
+        await self.manager.close()
+        await self.network.close()
+        self.store.close()
+        log.info("stopped")
+
+
+def with_port(config: Config, port: int) -> Config:
+    """A copy of `config` listening on `port` (tests use 0)."""
+    general = replace(config.general, values={**config.general.values, "port": port})
+    return replace(config, general=general)

@@ -1,0 +1,396 @@
+"""The configuration file: Asterisk `.conf` syntax, read with pyst2's `asterisk.config`.
+
+Every key of every section is declared once in `SCHEMA` (type, default, one-line doc);
+loading, `check-config` and the README's configuration reference all read it. A file is
+checked as a whole: every problem is reported with file, line and reason, and unknown
+keys, bad values and duplicate sections or keys are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import asterisk.config
+
+HANDLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._,:-]{1,63}$")
+
+
+class ValueProblem(ValueError):
+    """A value that does not parse; the message says why."""
+
+
+# -- value parsers -------------------------------------------------------------
+def parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("yes", "true", "on", "1"):
+        return True
+    if lowered in ("no", "false", "off", "0"):
+        return False
+    raise ValueProblem(f"{text!r} is not yes/no")
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueProblem(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueProblem(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueProblem(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86400:
+        raise ValueProblem(f"{value} seconds is outside 0..86400")
+    return value
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueProblem(f"{text!r} is not one of {', '.join(choices)}")
+        return text.lower()
+
+    return parse
+
+
+def matching(pattern: str, what: str) -> Callable[[str], str]:
+    regex = re.compile(pattern)
+
+    def parse(text: str) -> str:
+        if not regex.match(text):
+            raise ValueProblem(f"{text!r} is not {what}")
+        return text
+
+    return parse
+
+
+def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueProblem(f"{text!r} is not an address or CIDR network") from None
+
+
+def host(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise ValueProblem(f"{text!r} is not a host name or address")
+    return text
+
+
+def path(text: str) -> Path:
+    if not text or "\x00" in text:
+        raise ValueProblem("empty path")
+    return Path(text)
+
+
+def free_text(text: str) -> str:
+    return text
+
+
+def host_port(text: str) -> tuple[str, int]:
+    name, sep, port = text.rpartition(":")
+    if not sep:
+        raise ValueProblem(f"{text!r} is not host:port")
+    return host(name.strip("[]")), int_in(1, 65535)(port)
+
+
+# -- the schema ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Key:
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    doc: str
+    repeatable: bool = False
+
+    @property
+    def attr(self) -> str:
+        return self.name
+
+
+PROFILE_KEYS = (
+    Key("fullname", free_text, "", "full name shown in profiles and caller ids"),
+    Key("displayname", free_text, "", "display name (defaults to fullname)"),
+    Key("birthday", matching(r"^(\d{4}-\d{2}-\d{2})?$", "a date YYYY-MM-DD"), "", "birth date, YYYY-MM-DD"),
+    Key("sex", one_of("male", "female", "unknown"), "unknown", "male | female | unknown"),
+    Key("language", free_text, "", "language (ISO code and name, free text)"),
+    Key("country", free_text, "", "country"),
+    Key("province", free_text, "", "province or state"),
+    Key("city", free_text, "", "city"),
+    Key("phone_home", free_text, "", "home phone"),
+    Key("phone_office", free_text, "", "office phone"),
+    Key("phone_mobile", free_text, "", "mobile phone"),
+    Key("homepage", free_text, "", "home page URL"),
+    Key("mood_text", free_text, "", "mood text (catchphrase)"),
+    Key("rich_mood_text", free_text, "", "rich mood text"),
+    Key("timezone", matching(r"^(-?\d{1,6})?$", "an offset in seconds from UTC"), "", "UTC offset in seconds"),
+)
+
+SCHEMA: dict[str, tuple[Key, ...]] = {
+    "general": (
+        Key("bind", host, "127.0.0.1", "FastAGI listen address"),
+        Key("port", int_in(1, 65535), 4573, "FastAGI listen port"),
+        Key("permit", network, None, "address or CIDR allowed to connect; repeatable (default 127.0.0.1/32)", True),
+        Key("database", path, Path("skype-fastagi.db"), "SQLite state file (WAL)"),
+        Key("media_dir", path, Path("media"), "folder for relative WAV names"),
+        Key("media_path", path, None, "another folder where absolute WAV names are allowed; repeatable", True),
+        Key("incoming_dir", path, Path("incoming"), "folder where received files are stored, one subfolder per account"),
+        Key("variable_prefix", matching(r"^[A-Z][A-Z0-9_]{0,30}$", "an upper-case variable prefix"), "SKYPE_", "prefix of every channel variable set"),
+        Key("log_level", one_of("debug", "info", "warning", "error"), "info", "debug | info | warning | error"),
+        Key("environment_timeout", seconds, 5.0, "seconds a client has to send its AGI environment"),
+        Key("session_timeout", seconds, 60.0, "cap on one AGI session, seconds"),
+        Key("max_connections", int_in(1, 100000), 2048, "AGI connections open at once; more are refused"),
+        Key("shutdown_grace", seconds, 5.0, "seconds running sessions get to finish on shutdown"),
+        Key("ring_timeout", seconds, 30.0, "seconds an unanswered call rings before it is MISSED"),
+        Key("sms_price", int_in(0, 100000), 10, "SkypeOut price of one SMS part, hundredths"),
+        Key("record_rate", one_of("8000", "16000"), "8000", "sample rate of recorded WAV files: 8000 | 16000"),
+        Key("metrics", host_port, None, "host:port of the Prometheus endpoint (off when absent)"),
+        Key("control_socket", path, Path("skype-fastagi.ctl"), "Unix socket of the admin CLI"),
+    ),
+    "ami": (
+        Key("enabled", parse_bool, False, "connect to Asterisk's manager interface"),
+        Key("host", host, "127.0.0.1", "AMI host"),
+        Key("port", int_in(1, 65535), 5038, "AMI port"),
+        Key("username", free_text, "", "AMI user (manager.conf)"),
+        Key("secret", free_text, "", "AMI secret (never logged)"),
+        Key("incoming_context", matching(r"^[A-Za-z0-9_.-]+$", "a context name"), "skype-incoming", "context where incoming Skype calls are originated"),
+        Key("events_context", matching(r"^[A-Za-z0-9_.-]*$", "a context name"), "", "context that Skype events also run (off when empty)"),
+        Key("incoming_media", one_of("local", "audiosocket"), "local", "channel for incoming calls: local | audiosocket"),
+        Key("queue_size", int_in(1, 10_000_000), 10000, "events held while AMI is down; older ones past it are dropped"),
+        Key("ping_interval", seconds, 5.0, "seconds between liveness pings"),
+        Key("ping_timeout", seconds, 3.0, "seconds a ping may take before the connection is dropped"),
+    ),
+    "audiosocket": (
+        Key("enabled", parse_bool, True, "run the AudioSocket server"),
+        Key("bind", host, "127.0.0.1", "AudioSocket listen address"),
+        Key("port", int_in(0, 65535), 4575, "AudioSocket listen port"),
+    ),
+    "account": (
+        Key("type", free_text, "account", "account: a Skype account registered on this server"),
+        *PROFILE_KEYS,
+        Key("balance", int_in(0, 10**9), 0, "initial SkypeOut credit, hundredths (later the database holds it)"),
+        Key("currency", matching(r"^[A-Z]{3}$", "a 3-letter currency code"), "EUR", "currency of the credit"),
+        Key("auth_policy", one_of("ask", "allow", "deny"), "ask", "incoming buddy requests: ask | allow | deny"),
+        Key("voicemail", parse_bool, True, "callers may leave voicemail (call-vm)"),
+        Key("unanswered", one_of("missed", "voicemail"), "missed", "an incoming call nobody answers: missed | voicemail"),
+    ),
+    "user": (
+        Key("type", free_text, "user", "user: a user of the embedded Skype network"),
+        *PROFILE_KEYS,
+        Key("behaviour", one_of("echo", "answer", "busy", "noanswer", "refuse", "offline", "voicemail"), "answer", "what a call to this user does"),
+        Key("status", one_of("online", "away", "dnd", "na", "invisible", "offline"), "online", "presence (offline behaviour implies offline)"),
+        Key("ring_delay", seconds, 1.0, "seconds from ROUTING to RINGING"),
+        Key("answer_delay", seconds, 2.0, "seconds of ringing before an answer / busy / refusal"),
+        Key("auth_policy", one_of("allow", "deny", "ignore"), "allow", "how this user answers buddy requests"),
+        Key("voicemail", parse_bool, True, "this user's voicemail is enabled"),
+        Key("greeting", path, None, "WAV an `answer` user plays to the caller"),
+    ),
+}
+SECTION_TYPES = ("account", "user")
+NETWORK_USERS_BUILTIN = ("echo123",)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass
+class Section:
+    """One parsed section: its values by key name, plus where it was."""
+
+    name: str
+    line: int
+    values: dict[str, Any]
+
+    def __getattr__(self, item: str) -> Any:
+        try:
+            return self.values[item]
+        except KeyError:
+            raise AttributeError(item) from None
+
+
+@dataclass
+class Config:
+    general: Section
+    ami: Section
+    audiosocket: Section
+    accounts: dict[str, Section] = field(default_factory=dict)
+    users: dict[str, Section] = field(default_factory=dict)
+    source: str = "(embedded defaults)"
+
+
+def _defaults(kind: str) -> dict[str, Any]:
+    return {k.name: ([] if k.repeatable else k.default) for k in SCHEMA[kind]}
+
+
+def default_config() -> Config:
+    """What `serve` runs on with no file: one account `demo`, echo123, AMI off."""
+    demo = _defaults("account")
+    demo.update(fullname="Demo Account", balance=1000)
+    return _finish(Config(
+        general=Section("general", 0, _defaults("general")),
+        ami=Section("ami", 0, _defaults("ami")),
+        audiosocket=Section("audiosocket", 0, _defaults("audiosocket")),
+        accounts={"demo": Section("demo", 0, demo)},
+    ))
+
+
+def builtin_users() -> dict[str, Section]:
+    echo = _defaults("user")
+    echo.update(fullname="Echo / Sound Test Service", behaviour="echo", ring_delay=0.5, answer_delay=0.5)
+    return {"echo123": Section("echo123", 0, echo)}
+
+
+def _finish(config: Config) -> Config:
+    general = config.general.values
+    if not general["permit"]:
+        general["permit"] = [ipaddress.ip_network("127.0.0.1/32")]
+    for name, user in builtin_users().items():
+        config.users.setdefault(name, user)
+    return config
+
+
+# -- reading a file ------------------------------------------------------------
+class _AllProblemsConfig(asterisk.config.Config):
+    """pyst2's parser stops at the first error and drops lines before any section;
+    this keeps its line classes but walks every line and records every problem."""
+
+    def __init__(self, filename: str) -> None:
+        self.problems: list[tuple[int, str]] = []
+        super().__init__(filename)
+
+    def load(self) -> None:
+        with open(self.filename, "rb") as handle:
+            data = handle.read()
+        try:
+            self.raw_lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            self.problems.append((line, "not valid UTF-8"))
+            self.raw_lines = data.decode("utf-8", errors="replace").splitlines()
+
+    def parse(self) -> None:
+        category = None
+        for number, raw in enumerate(self.raw_lines, 1):
+            text = raw.strip()
+            if not text or text.startswith(";"):
+                continue
+            if text.startswith("#"):
+                self.problems.append((number, f"{text.split()[0]} is not supported here"))
+                continue
+            try:
+                if text.startswith("["):
+                    category = asterisk.config.Category(text, number)
+                    self.categories.append(category)
+                elif category is None:
+                    self.problems.append((number, "setting outside of any [section]"))
+                else:
+                    category.append(asterisk.config.Item(text, number))
+            except asterisk.config.ParseError as exc:
+                self.problems.append((exc.args[0], str(exc.args[1])))
+
+
+def load_config(filename: str | Path) -> Config:
+    """Read and check a file; raise ConfigError listing every problem found."""
+    name = str(filename)
+    try:
+        raw = _AllProblemsConfig(name)
+    except OSError as exc:
+        raise ConfigError([Problem(name, 0, f"cannot read: {exc.strerror}")]) from None
+    problems = [Problem(name, line, reason) for line, reason in raw.problems]
+    builder = _Builder(name, problems)
+    for category in raw.categories:
+        builder.add(category)
+    config = builder.result()
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: p.line))
+    config.source = name
+    return _finish(config)
+
+
+class _Builder:
+    def __init__(self, filename: str, problems: list[Problem]) -> None:
+        self.filename = filename
+        self.problems = problems
+        self.seen: dict[str, int] = {}
+        self.fixed = {kind: Section(kind, 0, _defaults(kind)) for kind in ("general", "ami", "audiosocket")}
+        self.accounts: dict[str, Section] = {}
+        self.users: dict[str, Section] = {}
+
+    def problem(self, line: int, reason: str) -> None:
+        self.problems.append(Problem(self.filename, line, reason))
+
+    def add(self, category: asterisk.config.Category) -> None:
+        name = category.name.strip()
+        if name in self.seen:
+            self.problem(category.number, f"duplicate section [{name}] (first at line {self.seen[name]})")
+            return
+        self.seen[name] = category.number
+        items = [(item.name.strip(), item.value.strip(), item.number) for item in category.items]
+        if name in self.fixed:
+            self._fill(self.fixed[name], name, items)
+            return
+        kind = next((value for key, value, _ in items if key == "type"), None)
+        if kind not in SECTION_TYPES:
+            self.problem(category.number, f"section [{name}] needs type = account or type = user")
+            return
+        if not HANDLE_RE.match(name):
+            self.problem(category.number, f"[{name}] is not a valid Skype name")
+            return
+        section = Section(name, category.number, _defaults(kind))
+        self._fill(section, kind, items)
+        (self.accounts if kind == "account" else self.users)[name] = section
+
+    def _fill(self, section: Section, kind: str, items: list[tuple[str, str, int]]) -> None:
+        keys = {k.name: k for k in SCHEMA[kind]}
+        given: dict[str, int] = {}
+        for key_name, value, line in items:
+            key = keys.get(key_name)
+            if key is None:
+                self.problem(line, f"unknown key {key_name!r} in [{section.name}]")
+                continue
+            if key_name in given and not key.repeatable:
+                self.problem(line, f"duplicate key {key_name!r} in [{section.name}] (first at line {given[key_name]})")
+                continue
+            given[key_name] = line
+            try:
+                parsed = key.parse(value)
+            except ValueProblem as exc:
+                self.problem(line, f"{key_name}: {exc}")
+                continue
+            if key.repeatable:
+                section.values[key_name].append(parsed)
+            else:
+                section.values[key_name] = parsed
+
+    def result(self) -> Config:
+        ami = self.fixed["ami"]
+        if ami.enabled and not ami.username:
+            self.problem(self.seen.get("ami", 0), "[ami] enabled = yes needs a username")
+        if not self.accounts:
+            self.problem(0, "no account section (type = account): nothing to serve")
+        return Config(self.fixed["general"], self.fixed["ami"], self.fixed["audiosocket"], self.accounts, self.users)

@@ -1,0 +1,1 @@
+"""The shared account manager: accounts, their state, the event bus."""

@@ -1,0 +1,204 @@
+"""Durable state in SQLite (WAL): what must survive a restart.
+
+Every method commits before it returns, so an action replies only after its change is
+on disk: a crash between the write and the reply can lose the reply, never the change.
+`synchronous=NORMAL` in WAL mode keeps committed data through a process crash; a power
+loss may lose the last transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY, balance INTEGER NOT NULL, currency TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts (
+    account TEXT NOT NULL, handle TEXT NOT NULL,
+    buddy INTEGER NOT NULL DEFAULT 0, authorized INTEGER NOT NULL DEFAULT 0,
+    blocked INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (account, handle));
+CREATE TABLE IF NOT EXISTS auth_requests (
+    account TEXT NOT NULL, handle TEXT NOT NULL, text TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (account, handle));
+CREATE TABLE IF NOT EXISTS chats (
+    account TEXT NOT NULL, name TEXT NOT NULL, partner TEXT NOT NULL,
+    created REAL NOT NULL, left_at REAL, PRIMARY KEY (account, name));
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, chat TEXT NOT NULL,
+    sender TEXT NOT NULL, body TEXT NOT NULL, direction TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sms (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, number TEXT NOT NULL,
+    body TEXT NOT NULL, status TEXT NOT NULL, price INTEGER NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, partner TEXT NOT NULL,
+    file_name TEXT NOT NULL, path TEXT NOT NULL, status TEXT NOT NULL,
+    direction TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER NOT NULL, account TEXT NOT NULL, partner TEXT NOT NULL, direction TEXT NOT NULL,
+    status TEXT NOT NULL, failure_reason TEXT NOT NULL, started REAL NOT NULL,
+    answered REAL, ended REAL NOT NULL, duration REAL NOT NULL, conference_id INTEGER,
+    PRIMARY KEY (account, id));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._db:  # one transaction, committed on return
+            return self._db.execute(sql, params)
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self._db.execute(sql, params).fetchall()
+
+    def _row(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        return self._db.execute(sql, params).fetchone()
+
+    # -- counters (ids that must never be reused across restarts) ----------------
+    def next_id(self, name: str, start: int = 1) -> int:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                (name, start),
+            )
+            return self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+
+    # -- accounts --------------------------------------------------------------
+    def ensure_account(self, name: str, balance: int, currency: str) -> tuple[int, str]:
+        """The stored balance of an account; the config's value seeds it only once."""
+        self._write("INSERT OR IGNORE INTO accounts (name, balance, currency) VALUES (?, ?, ?)", (name, balance, currency))
+        row = self._row("SELECT balance, currency FROM accounts WHERE name = ?", (name,))
+        assert row is not None
+        return row["balance"], row["currency"]
+
+    def charge(self, account: str, amount: int) -> int | None:
+        """Take `amount` off the balance if it is there; the new balance, or None when short."""
+        with self._db:
+            cur = self._db.execute(
+                "UPDATE accounts SET balance = balance - ? WHERE name = ? AND balance >= ?", (amount, account, amount)
+            )
+            if cur.rowcount == 0:
+                return None
+            return self._db.execute("SELECT balance FROM accounts WHERE name = ?", (account,)).fetchone()[0]
+
+    # -- contacts --------------------------------------------------------------
+    def contact(self, account: str, handle: str) -> dict[str, int]:
+        row = self._row("SELECT buddy, authorized, blocked FROM contacts WHERE account = ? AND handle = ?", (account, handle))
+        return dict(row) if row else {"buddy": 0, "authorized": 0, "blocked": 0}
+
+    def set_contact(self, account: str, handle: str, **flags: int) -> None:
+        current = self.contact(account, handle)
+        current.update(flags)
+        self._write(
+            "INSERT INTO contacts (account, handle, buddy, authorized, blocked) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(account, handle) DO UPDATE SET buddy = excluded.buddy, "
+            "authorized = excluded.authorized, blocked = excluded.blocked",
+            (account, handle, current["buddy"], current["authorized"], current["blocked"]),
+        )
+
+    def contacts(self, account: str) -> list[sqlite3.Row]:
+        return self._rows("SELECT * FROM contacts WHERE account = ? ORDER BY handle", (account,))
+
+    def add_auth_request(self, account: str, handle: str, text: str) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO auth_requests (account, handle, text, created) VALUES (?, ?, ?, ?)",
+            (account, handle, text, time.time()),
+        )
+
+    def pop_auth_request(self, account: str, handle: str) -> bool:
+        return self._write("DELETE FROM auth_requests WHERE account = ? AND handle = ?", (account, handle)).rowcount > 0
+
+    def auth_requests(self, account: str) -> list[sqlite3.Row]:
+        return self._rows("SELECT * FROM auth_requests WHERE account = ? ORDER BY created", (account,))
+
+    # -- chats -----------------------------------------------------------------
+    def open_chat(self, account: str, partner: str) -> str | None:
+        row = self._row(
+            "SELECT name FROM chats WHERE account = ? AND partner = ? AND left_at IS NULL ORDER BY created DESC LIMIT 1",
+            (account, partner),
+        )
+        return row["name"] if row else None
+
+    def chat(self, account: str, name: str) -> sqlite3.Row | None:
+        return self._row("SELECT * FROM chats WHERE account = ? AND name = ?", (account, name))
+
+    def add_chat(self, account: str, name: str, partner: str) -> None:
+        self._write(
+            "INSERT INTO chats (account, name, partner, created) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(account, name) DO UPDATE SET left_at = NULL",
+            (account, name, partner, time.time()),
+        )
+
+    def leave_chat(self, account: str, name: str) -> bool:
+        return self._write(
+            "UPDATE chats SET left_at = ? WHERE account = ? AND name = ? AND left_at IS NULL", (time.time(), account, name)
+        ).rowcount > 0
+
+    def chats(self, account: str) -> list[sqlite3.Row]:
+        return self._rows("SELECT * FROM chats WHERE account = ? ORDER BY created", (account,))
+
+    def add_message(self, account: str, chat: str, sender: str, body: str, direction: str) -> int:
+        cur = self._write(
+            "INSERT INTO messages (account, chat, sender, body, direction, created) VALUES (?, ?, ?, ?, ?, ?)",
+            (account, chat, sender, body, direction, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def messages(self, account: str, chat: str | None = None) -> list[sqlite3.Row]:
+        if chat is None:
+            return self._rows("SELECT * FROM messages WHERE account = ? ORDER BY id", (account,))
+        return self._rows("SELECT * FROM messages WHERE account = ? AND chat = ? ORDER BY id", (account, chat))
+
+    # -- SMS -------------------------------------------------------------------
+    def add_sms(self, account: str, number: str, body: str, status: str, price: int) -> int:
+        cur = self._write(
+            "INSERT INTO sms (account, number, body, status, price, created) VALUES (?, ?, ?, ?, ?, ?)",
+            (account, number, body, status, price, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def set_sms_status(self, sms_id: int, status: str) -> None:
+        self._write("UPDATE sms SET status = ? WHERE id = ?", (status, sms_id))
+
+    def sms(self, account: str) -> list[sqlite3.Row]:
+        return self._rows("SELECT * FROM sms WHERE account = ? ORDER BY id", (account,))
+
+    # -- file transfers --------------------------------------------------------
+    def add_transfer(self, account: str, partner: str, file_name: str, path: str, status: str, direction: str) -> int:
+        cur = self._write(
+            "INSERT INTO transfers (account, partner, file_name, path, status, direction, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (account, partner, file_name, path, status, direction, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def set_transfer_status(self, transfer_id: int, status: str) -> None:
+        self._write("UPDATE transfers SET status = ? WHERE id = ?", (status, transfer_id))
+
+    def transfers(self, account: str) -> list[sqlite3.Row]:
+        return self._rows("SELECT * FROM transfers WHERE account = ? ORDER BY id", (account,))
+
+    # -- call history ----------------------------------------------------------
+    def add_call(self, record: dict[str, Any]) -> None:
+        columns = ", ".join(record)
+        marks = ", ".join("?" for _ in record)
+        self._write(f"INSERT OR REPLACE INTO calls ({columns}) VALUES ({marks})", tuple(record.values()))
+
+    def calls(self, account: str | None = None) -> list[sqlite3.Row]:
+        if account is None:
+            return self._rows("SELECT * FROM calls ORDER BY ended")
+        return self._rows("SELECT * FROM calls WHERE account = ? ORDER BY ended", (account,))
+

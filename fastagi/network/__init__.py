@@ -1,0 +1,1 @@
+"""Skype network drivers: the narrow interface and the embedded network."""

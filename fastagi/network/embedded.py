@@ -1,0 +1,363 @@
+"""The embedded Skype network: the default network `serve` runs on.
+
+A stateful model of the Skype service in-process: a directory of users (the accounts
+registered on this server, the `type = user` entries of the config, the built-in
+`echo123`), presence, buddy requests, chats, SMS priced in SkypeOut credit, file
+transfers and calls. Users that are not accounts here are scripted: their `behaviour`
+decides what a call to them does, and they answer chats and buddy requests too.
+
+It implements `NetworkDriver`; the account manager reaches it only through that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import errors
+from ..errors import SkypeError
+from ..files import store_incoming
+from ..manager.calls import Call, CallEvent, CallStatus
+from .driver import Endpoint, Profile
+
+log = logging.getLogger("fastagi.network")
+E = CallEvent
+
+SMS_NUMBER = re.compile(r"^\+[1-9][0-9]{6,15}$")
+SMS_PART = 160
+SMS_MAX_PARTS = 10
+
+
+@dataclass
+class ScriptedUser:
+    """A user of the network who is not an account on this server."""
+
+    profile: Profile
+    behaviour: str = "answer"
+    ring_delay: float = 1.0
+    answer_delay: float = 2.0
+    auth_policy: str = "allow"
+    voicemail: bool = True
+    greeting: Path | None = None
+
+    @property
+    def online(self) -> bool:
+        return self.behaviour != "offline" and self.profile.online_status != "OFFLINE"
+
+
+@dataclass
+class Leg:
+    """One side of a call on the network: a local account's call, or a scripted user."""
+
+    account: str | None
+    call_id: int | None
+    user: ScriptedUser | None = None
+    peer: "Leg | None" = None
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Delays of the network's own steps (scripted users carry their own ring/answer delays)."""
+
+    vm_greeting: float = 1.0  # the voicemail greeting plays this long
+    vm_message: float = 2.0  # a scripted caller speaks into voicemail this long
+    vm_upload: float = 0.2
+    ring_timeout: float = 30.0
+
+
+# what the far leg of an account-to-account call sees when this side does something
+MIRROR: dict[CallEvent, CallEvent] = {
+    E.ANSWER: E.ANSWER,
+    E.LOCAL_HOLD: E.REMOTE_HOLD,
+    E.LOCAL_RESUME: E.REMOTE_RESUME,
+    E.FINISH: E.FINISH,
+    E.CANCEL: E.NO_ANSWER,
+    E.REFUSE: E.REFUSE,
+    E.NO_ANSWER: E.NO_ANSWER,
+    E.VOICEMAIL: E.VOICEMAIL,
+    E.VM_UPLOAD: E.VM_UPLOAD,
+    E.VM_CANCEL: E.VM_CANCEL,
+}
+
+
+class EmbeddedNetwork:
+    def __init__(
+        self,
+        users: dict[str, ScriptedUser],
+        account_profiles: dict[str, Profile],
+        incoming_dir: Path,
+        sms_price: int = 10,
+        timing: Timing | None = None,
+    ) -> None:
+        self.users = users
+        self.account_profiles = account_profiles
+        self.incoming_dir = incoming_dir
+        self.price_per_part = sms_price
+        self.timing = timing or Timing()
+        self._endpoints: dict[str, Endpoint] = {}
+        self._legs: dict[tuple[str, int], Leg] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.media_hooks: MediaHooks | None = None
+
+    # -- directory -------------------------------------------------------------
+    def register(self, handle: str, endpoint: Endpoint) -> None:
+        self._endpoints[handle] = endpoint
+
+    def profile(self, handle: str) -> Profile | None:
+        if handle in self.account_profiles:
+            return self.account_profiles[handle]
+        user = self.users.get(handle)
+        return user.profile if user else None
+
+    def _require(self, handle: str) -> None:
+        if self.profile(handle) is None:
+            raise SkypeError(errors.UNKNOWN_USER, f"no Skype user named {handle!r}")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+        return task
+
+    # -- chat, buddies, SMS, files ---------------------------------------------
+    async def send_chat_message(self, sender: str, recipient: str, chat_name: str, body: str) -> None:
+        self._require(recipient)
+        endpoint = self._endpoints.get(recipient)
+        if endpoint is not None:
+            endpoint.deliver_chat_message(sender, chat_name, body)
+            return
+        user = self.users[recipient]
+        if user.behaviour == "echo" and user.online:
+            self._spawn(self._deliver_later(sender, lambda ep: ep.deliver_chat_message(recipient, chat_name, body)))
+
+    async def send_auth_request(self, sender: str, recipient: str, text: str) -> None:
+        self._require(recipient)
+        endpoint = self._endpoints.get(recipient)
+        if endpoint is not None:
+            endpoint.deliver_auth_request(sender, text)
+            return
+        policy = self.users[recipient].auth_policy
+        if policy != "ignore":
+            accepted = policy == "allow"
+            self._spawn(self._deliver_later(sender, lambda ep: ep.deliver_auth_reply(recipient, accepted)))
+
+    async def send_auth_reply(self, sender: str, recipient: str, accepted: bool) -> None:
+        self._require(recipient)
+        endpoint = self._endpoints.get(recipient)
+        if endpoint is not None:
+            endpoint.deliver_auth_reply(sender, accepted)
+
+    async def _deliver_later(self, handle: str, deliver: Callable[[Endpoint], None]) -> None:
+        await asyncio.sleep(0)
+        endpoint = self._endpoints.get(handle)
+        if endpoint is not None:
+            deliver(endpoint)
+
+    def sms_price(self, number: str, body: str) -> int:
+        return self.price_per_part * max(1, -(-len(body) // SMS_PART))
+
+    async def send_sms(self, sender: str, number: str, body: str) -> None:
+        if not SMS_NUMBER.match(number):
+            raise SkypeError(errors.CANNOT_SEND, f"{number!r} is not a mobile number in international format (+country…)")
+        if len(body) > SMS_PART * SMS_MAX_PARTS:
+            raise SkypeError(errors.CANNOT_SEND, f"SMS text longer than {SMS_PART * SMS_MAX_PARTS} characters")
+
+    async def send_file(self, sender: str, recipient: str, file_name: str, source: Path) -> None:
+        self._require(recipient)
+        endpoint = self._endpoints.get(recipient)
+        if endpoint is not None:
+            endpoint.deliver_file(sender, file_name, source)
+        else:
+            store_incoming(self.incoming_dir / recipient, file_name, source)
+
+    # -- calls -----------------------------------------------------------------
+    async def place_call(self, call: Call) -> None:
+        """Route a call the manager has just created (status ROUTING)."""
+        self._require(call.partner)
+        leg = Leg(call.account, call.id)
+        self._legs[(call.account, call.id)] = leg
+        endpoint = self._endpoints.get(call.partner)
+        if endpoint is not None:
+            far = Leg(call.partner, None, peer=leg)
+            leg.peer = far
+            try:
+                far.call_id = endpoint.deliver_incoming_call(call.account, far)
+            except SkypeError:
+                del self._legs[(call.account, call.id)]
+                raise
+            self._legs[(call.partner, far.call_id)] = far
+            self._event(leg, E.RING)
+            return
+        user = self.users[call.partner]
+        far = Leg(None, None, user=user, peer=leg)
+        leg.peer = far
+        far.task = self._spawn(self._scripted_callee(leg, user))
+
+    def incoming_from_user(self, user_name: str, account: str) -> int:
+        """A scripted user calls a local account (administration and tests)."""
+        user = self.users.get(user_name)
+        if user is None:
+            raise SkypeError(errors.UNKNOWN_USER, f"{user_name!r} is not a scripted user of the network")
+        endpoint = self._endpoints.get(account)
+        if endpoint is None:
+            raise SkypeError(errors.UNKNOWN_ACCOUNT, f"{account!r} is not an account here")
+        far = Leg(account, None)
+        caller = Leg(None, None, user=user, peer=far)
+        far.peer = caller
+        far.call_id = endpoint.deliver_incoming_call(user_name, far)
+        self._legs[(account, far.call_id)] = far
+        return far.call_id
+
+    async def call_action(self, call: Call, event: CallEvent, **details: str) -> None:
+        """The local side of `call` did `event` (its own status already changed)."""
+        leg = self._legs.get((call.account, call.id))
+        if leg is None or leg.peer is None:
+            return
+        far = leg.peer
+        if event is E.VOICEMAIL:
+            self._event(far, E.VOICEMAIL)
+            leg.task = self._spawn(self._voicemail(leg, far))
+        elif event is E.VM_UPLOAD:
+            self._event(far, E.VM_UPLOAD)
+            leg.task = self._spawn(self._vm_upload([leg, far]))
+        elif event is E.TRANSFER_DONE:
+            self._hand_over(far, details["target"])
+        elif event in MIRROR:
+            self._event(far, MIRROR[event])
+        if event is E.ANSWER and self.media_hooks:
+            self.media_hooks.connect(leg, far)
+        if call.is_ended:
+            self.forget(call)
+
+    async def send_dtmf(self, call: Call, digits: str) -> None:
+        leg = self._legs.get((call.account, call.id))
+        if leg is None or leg.peer is None:
+            return
+        far = leg.peer
+        if far.user is not None:
+            if far.user.behaviour == "echo":
+                self._spawn(self._echo_dtmf(leg, digits))
+        elif far.account is not None and far.call_id is not None:
+            self._endpoints[far.account].deliver_dtmf(far.call_id, digits)
+
+    async def check_transfer(self, call: Call, target: str) -> None:
+        """Refuse a transfer the network cannot carry out (`cannot_transfer`)."""
+        leg = self._legs.get((call.account, call.id))
+        far = leg.peer if leg else None
+        user = self.users.get(target)
+        if user is not None and not user.online:
+            raise SkypeError(errors.CANNOT_TRANSFER, f"{target} is offline")
+        endpoint = self._endpoints.get(target)
+        partner = call.partner
+        if endpoint is not None and endpoint.is_blocked(partner):
+            raise SkypeError(errors.CANNOT_TRANSFER, f"{target} has blocked {partner}")
+        if far is None:
+            raise SkypeError(errors.CANNOT_TRANSFER, f"call {call.id} has no far party to transfer")
+
+    def _hand_over(self, far: Leg, target: str) -> None:
+        """The transferred party calls `target` instead."""
+        if far.account is not None and far.call_id is not None:
+            self._endpoints[far.account].deliver_transfer(far.call_id, target)
+        elif far.user is not None and target in self._endpoints:
+            self.incoming_from_user(far.user.profile.handle, target)
+
+    def forget(self, call: Call) -> None:
+        leg = self._legs.pop((call.account, call.id), None)
+        if leg is None:
+            return
+        if leg.task is not None:
+            leg.task.cancel()
+        far = leg.peer
+        if far is not None and far.task is not None:
+            far.task.cancel()
+        if self.media_hooks:
+            self.media_hooks.disconnect(leg)
+
+    def _event(self, leg: Leg, event: CallEvent, **details: str) -> None:
+        if leg.account is None or leg.call_id is None:
+            return
+        endpoint = self._endpoints.get(leg.account)
+        if endpoint is not None:
+            endpoint.deliver_call_event(leg.call_id, event, **details)
+
+    # -- scripted users ----------------------------------------------------------
+    async def _scripted_callee(self, leg: Leg, user: ScriptedUser) -> None:
+        if not user.online:
+            self._event(leg, E.FAIL, reason="user is offline")
+            return
+        await asyncio.sleep(user.ring_delay)
+        self._event(leg, E.RING)
+        if user.behaviour == "noanswer" or (user.behaviour == "voicemail" and not user.voicemail):
+            await asyncio.sleep(self.timing.ring_timeout)
+            self._event(leg, E.NO_ANSWER)
+            return
+        await asyncio.sleep(user.answer_delay)
+        if user.behaviour in ("echo", "answer"):
+            self._event(leg, E.ANSWER)
+            if self.media_hooks and leg.peer is not None:
+                self.media_hooks.connect(leg, leg.peer)
+        elif user.behaviour == "busy":
+            self._event(leg, E.BUSY)
+        elif user.behaviour == "refuse":
+            self._event(leg, E.REFUSE)
+        elif user.behaviour == "voicemail":
+            self._event(leg, E.VOICEMAIL)
+            await self._voicemail_greeting([leg])
+
+    async def _voicemail_greeting(self, legs: list[Leg]) -> None:
+        for leg in legs:
+            self._event(leg, E.VM_GREETING)
+        await asyncio.sleep(self.timing.vm_greeting)
+        for leg in legs:
+            self._event(leg, E.VM_RECORD)
+
+    async def _voicemail(self, callee: Leg, caller: Leg) -> None:
+        """call-vm: the caller hears the greeting and leaves a message.
+
+        A scripted caller speaks for `vm_message` seconds and hangs up; a caller that
+        is an account here records until it hangs up (its VM_UPLOAD comes back
+        through `call_action`).
+        """
+        await asyncio.sleep(0)
+        await self._voicemail_greeting([callee, caller])
+        if caller.user is not None:
+            await asyncio.sleep(self.timing.vm_message)
+            self._event(callee, E.VM_UPLOAD)
+            await self._vm_upload([callee])
+
+    async def _vm_upload(self, legs: list[Leg]) -> None:
+        await asyncio.sleep(self.timing.vm_upload)
+        for leg in legs:
+            self._event(leg, E.VM_SENT)
+
+    async def _echo_dtmf(self, leg: Leg, digits: str) -> None:
+        await asyncio.sleep(0)
+        if leg.account is not None and leg.call_id is not None and leg.account in self._endpoints:
+            self._endpoints[leg.account].deliver_dtmf(leg.call_id, digits)
+
+
+class MediaHooks:
+    """Where the media engine plugs in: audio starts when a call is answered."""
+
+    def connect(self, leg: Leg, far: Leg) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def disconnect(self, leg: Leg) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("network task failed", exc_info=task.exception())

@@ -1,0 +1,85 @@
+"""Shared fixtures: a gateway on an ephemeral port with its state in a temporary folder."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fastagi.app import Gateway, with_port  # noqa: E402
+from fastagi.config import load_config  # noqa: E402
+
+ACCOUNTS = """
+[alice]
+type = account
+fullname = Alice Example
+balance = 1050
+currency = EUR
+auth_policy = ask
+city = Lyon
+
+[bob]
+type = account
+fullname = Bob Builder
+balance = 5
+currency = USD
+auth_policy = allow
+"""
+
+USERS = """
+[carol]
+type = user
+fullname = Carol Remote
+country = Italy
+behaviour = answer
+ring_delay = 0.01
+answer_delay = 0.01
+
+[dave]
+type = user
+fullname = Dave Denier
+auth_policy = deny
+behaviour = busy
+ring_delay = 0.01
+answer_delay = 0.01
+
+[erin]
+type = user
+behaviour = offline
+"""
+
+
+def write_config(tmp_path: Path, body: str, general: str = "") -> Path:
+    (tmp_path / "media").mkdir(exist_ok=True)
+    text = f"""
+[general]
+database = {tmp_path / 'state.db'}
+media_dir = {tmp_path / 'media'}
+incoming_dir = {tmp_path / 'incoming'}
+ring_timeout = 2
+{general}
+{body}
+"""
+    path = tmp_path / "skype-fastagi.conf"
+    path.write_text(text)
+    return path
+
+
+@asynccontextmanager
+async def running_gateway(tmp_path: Path, body: str = ACCOUNTS + USERS, general: str = "") -> AsyncIterator[Gateway]:
+    config = with_port(load_config(write_config(tmp_path, body, general)), 0)
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    """Run one async test body in a fresh event loop."""
+    return asyncio.run(coro)
