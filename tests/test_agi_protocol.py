@@ -11,7 +11,7 @@ from fastagi.agi.protocol import (
     quote_value, set_variable,
 )
 
-CAPTURE = Path(__file__).parents[2] / "shared" / "captures" / "agi-session.txt"
+CAPTURE = Path(__file__).parent / "captures" / "agi-session.txt"
 
 
 def asterisk_lines() -> list[bytes]:

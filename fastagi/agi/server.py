@@ -111,7 +111,7 @@ class AgiServer:
         except AgiProtocolError as exc:
             log.warning("AGI protocol error from %s: %s", peer, exc)
         finally:
-            writer.transport.abort() if writer.transport.is_closing() else writer.close()
+            writer.close()
 
     async def _read_environment(
         self, reader: asyncio.StreamReader, connection: AgiConnection, peer: str

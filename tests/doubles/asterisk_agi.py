@@ -1,4 +1,4 @@
-"""A FastAGI client that behaves like Asterisk 22's res_agi (see shared/captures/agi-session.txt).
+"""A FastAGI client that behaves like Asterisk 22's res_agi (see tests/captures/agi-session.txt).
 
 It sends the exact environment block, then answers commands the way Asterisk does:
 `SET VARIABLE` parsed with res_agi's own `parse_args` rules, `GET VARIABLE`, 510 for

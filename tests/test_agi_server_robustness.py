@@ -1,0 +1,140 @@
+"""Hostile and broken FastAGI clients: none may stall the event loop or crash the server."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import socket
+import time
+from pathlib import Path
+
+from conftest import running_gateway, run
+from doubles.asterisk_agi import FakeAsterisk
+
+HALF_ENVIRONMENT = b"agi_network: yes\nagi_network_script: get-profile-balance?account=alice\nagi_chan"
+
+
+class LoopLag:
+    """Measures how late a 10 ms ticker wakes up: a stalled loop shows here."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.worst = max(self.worst, time.monotonic() - start - 0.01)
+
+    def __enter__(self) -> "LoopLag":
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+async def normal_request(port: int) -> float:
+    start = time.monotonic()
+    result = await FakeAsterisk(port).agi("get-profile-balance?account=alice")
+    assert result.skype()["SKYPE_BALANCE"] == "1050"
+    return time.monotonic() - start
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """True when the server ends the connection without a reply (FIN, or RST over unread data)."""
+    try:
+        return await asyncio.wait_for(reader.read(), 2) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def send_raw(port: int, data: bytes, then_close: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    if then_close:
+        writer.close()
+    return reader, writer
+
+
+def test_half_environment_then_close_or_silence(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, general="environment_timeout = 0.5") as gw:
+            with LoopLag() as lag:
+                await send_raw(gw.agi.port, HALF_ENVIRONMENT, then_close=True)
+                reader, writer = await send_raw(gw.agi.port, HALF_ENVIRONMENT, then_close=False)
+                assert await normal_request(gw.agi.port) < 1.0
+                # the silent client is dropped after the environment deadline, having cost nothing
+                assert await asyncio.wait_for(reader.read(), 2) == b""
+                writer.close()
+                await asyncio.sleep(0.05)
+                assert gw.agi.active == 0
+            assert lag.worst < 0.1
+    run(body())
+
+
+def test_one_megabyte_line_and_invalid_utf8_are_dropped(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            with LoopLag() as lag:
+                reader, writer = await send_raw(gw.agi.port, b"agi_network: yes\nagi_x: " + b"A" * 1_000_000, then_close=False)
+                assert await closed_by_server(reader)
+                writer.close()
+                reader, writer = await send_raw(gw.agi.port, b"agi_network_script: get-user\xff\xfe\n\n", then_close=False)
+                assert await closed_by_server(reader)
+                writer.close()
+                assert await normal_request(gw.agi.port) < 1.0
+            assert lag.worst < 0.1
+    run(body())
+
+
+def test_500_idle_connections_do_not_delay_a_real_request(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 4096), hard), hard))
+
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            with LoopLag() as lag:
+                idle = [await asyncio.open_connection("127.0.0.1", gw.agi.port) for _ in range(500)]
+                await asyncio.sleep(0.1)
+                assert gw.agi.active == 500
+                elapsed = await normal_request(gw.agi.port)
+                for _, writer in idle:
+                    writer.close()
+            assert elapsed < 1.0, elapsed
+            assert lag.worst < 0.1
+    run(body())
+
+
+def test_address_outside_permit_is_refused_before_reading(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, general="permit = 127.0.0.1/32") as gw:
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.agi.port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(b"agi_network: yes\nagi_network_script: get-profile-balance?account=alice\n\n")
+            assert await closed_by_server(reader)
+            writer.close()
+            assert gw.agi.refused == 1
+            assert await normal_request(gw.agi.port) < 1.0  # 127.0.0.1 itself is permitted
+    run(body())
+
+
+def test_session_time_cap(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, general="session_timeout = 0.3") as gw:
+            reader, writer = await send_raw(
+                gw.agi.port, b"agi_network: yes\nagi_network_script: get-profile-balance\n\n", then_close=False
+            )
+            # the gateway asks for SKYPE_ACCOUNT; a client that never answers is cut at the cap
+            assert (await reader.readline()) == b"GET VARIABLE SKYPE_ACCOUNT\n"
+            start = time.monotonic()
+            assert await asyncio.wait_for(reader.read(), 2) == b""
+            assert time.monotonic() - start < 1.0
+            writer.close()
+    run(body())
