@@ -1,0 +1,131 @@
+"""The `skype-fastagi` command as an administrator runs it: serve, check-config, signals, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ACCOUNTS, USERS, run, write_config
+from doubles.asterisk_agi import FakeAsterisk
+
+COMMAND = [sys.executable, "-m", "fastagi"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.Popen([*COMMAND, "serve", *args], cwd=cwd, env=env, stderr=subprocess.PIPE)
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+def agi(port: int, script: str, *args: str):  # type: ignore[no-untyped-def]
+    return run(FakeAsterisk(port).agi(script, *args))
+
+
+def test_serve_without_arguments_answers_for_demo(tmp_path: Path) -> None:
+    process = start_server(tmp_path)
+    try:
+        wait_for_port(4573, process)
+        result = agi(4573, "get-profile-balance")
+        assert result.skype()["SKYPE_STATUS"] == "SUCCESS"
+        assert (result.skype()["SKYPE_BALANCE"], result.skype()["SKYPE_BALANCE_CURRENCY"]) == ("1000", "EUR")
+        listed = agi(4573, "list-registered")
+        assert listed.skype()["SKYPE_REGISTERED_1"] == "demo"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    assert (tmp_path / "skype-fastagi.db").exists()
+
+
+def test_sigint_with_a_session_running_exits_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, ACCOUNTS + USERS, f"port = {port}\nshutdown_grace = 1")
+    process = start_server(tmp_path, "--config", str(config))
+    wait_for_port(port, process)
+    half = socket.create_connection(("127.0.0.1", port))
+    half.sendall(b"agi_network: yes\n")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(10) == 0
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    assert "stopped" in stderr
+    half.close()
+
+
+def test_state_survives_a_kill_and_restart(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, ACCOUNTS + USERS, f"port = {port}\nsms_price = 10")
+    process = start_server(tmp_path, "--config", str(config))
+    wait_for_port(port, process)
+    chat = agi(port, "chatmessage-send?account=alice&user-name=bob&message-body=remember%20me").skype()["SKYPE_CHAT_NAME"]
+    assert agi(port, "user-set-block?account=alice&user-name=carol&status=True").skype()["SKYPE_STATUS"] == "SUCCESS"
+    assert agi(port, "user-set-buddy?account=bob&user-name=alice&status=True").skype()["SKYPE_STATUS"] == "SUCCESS"
+    assert agi(port, "sms-send?account=alice&sms-number=%2B4915112345678&sms-body=hi").skype()["SKYPE_STATUS"] == "SUCCESS"
+    process.kill()  # no clean shutdown: what was replied must already be on disk
+    process.wait(10)
+    process = start_server(tmp_path, "--config", str(config))
+    try:
+        wait_for_port(port, process)
+        assert agi(port, "get-profile-balance?account=alice").skype()["SKYPE_BALANCE"] == "1040"
+        assert agi(port, "get-user?account=alice&user-name=carol").skype()["SKYPE_USER_ISBLOCKED"] == "True"
+        assert agi(port, "get-user?account=bob&user-name=alice").skype()["SKYPE_USER_BUDDYSTATUS"] == "1"
+        again = agi(port, "chatmessage-send?account=alice&user-name=bob&message-body=still%20here")
+        assert again.skype()["SKYPE_CHAT_NAME"] == chat  # the chat history is there and reused
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        bodies = [r[0] for r in db.execute("SELECT body FROM messages WHERE account = 'bob' ORDER BY id")]
+    assert bodies == ["remember me", "still here"]
+
+
+def test_check_config_reports_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[general]\nport = 0\nbind = \nfoo = 1\n[alice]\ntype = account\nauth_policy = maybe\n[alice]\ntype = account\n[ami]\nenabled = yes\n")
+    result = subprocess.run([*COMMAND, "check-config", str(bad)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert f"{bad}:2: port: 0 is outside 1..65535" in lines
+    assert f"{bad}:3: bind: '' is not a host name or address" in lines
+    assert f"{bad}:4: unknown key 'foo' in [general]" in lines
+    assert f"{bad}:7: auth_policy: 'maybe' is not one of ask, allow, deny" in lines
+    assert f"{bad}:8: duplicate section [alice] (first at line 5)" in lines
+    assert f"{bad}:10: [ami] enabled = yes needs a username" in lines
+    good = write_config(tmp_path, ACCOUNTS + USERS)
+    ok = subprocess.run([*COMMAND, "check-config", str(good)], capture_output=True, text=True,
+                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert ok.returncode == 0, ok.stderr
+    assert "2 account(s)" in ok.stdout
+
+
+def test_serve_refuses_a_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[alice]\ntype = account\nbalance = lots\n")
+    process = start_server(tmp_path, "--config", str(bad))
+    assert process.wait(10) == 1
+    assert f"{bad}:3: balance: 'lots' is not a whole number" in (process.stderr.read().decode() if process.stderr else "")
+
+
