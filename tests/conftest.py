@@ -60,7 +60,6 @@ def write_config(tmp_path: Path, body: str, general: str = "") -> Path:
 database = {tmp_path / 'state.db'}
 media_dir = {tmp_path / 'media'}
 incoming_dir = {tmp_path / 'incoming'}
-ring_timeout = 2
 {general}
 {body}
 """
@@ -83,3 +82,37 @@ async def running_gateway(tmp_path: Path, body: str = ACCOUNTS + USERS, general:
 def run(coro):  # type: ignore[no-untyped-def]
     """Run one async test body in a fresh event loop."""
     return asyncio.run(coro)
+
+
+class Recorder:
+    """Every event the gateway publishes, with a way to wait for one."""
+
+    def __init__(self, bus) -> None:  # type: ignore[no-untyped-def]
+        self.events: list = []
+        self._changed = asyncio.Event()
+        bus.subscribe(self._record)
+
+    def _record(self, event) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(event)
+        self._changed.set()
+
+    async def wait(self, predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+        async def first():  # type: ignore[no-untyped-def]
+            seen = 0
+            while True:
+                for event in self.events[seen:]:
+                    if predicate(event):
+                        return event
+                seen = len(self.events)
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(first(), timeout)
+
+    def statuses(self, account: str, call_id: int | str) -> list[str]:
+        return [e.fields["Status"] for e in self.events
+                if e.kind.value == "CallStatus" and e.account == account and e.fields["CallID"] == str(call_id)]
+
+    async def status(self, account: str, call_id: int | str, status: str, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+        return await self.wait(lambda e: e.kind.value == "CallStatus" and e.account == account
+                               and e.fields["CallID"] == str(call_id) and e.fields["Status"] == status, timeout)
