@@ -15,6 +15,8 @@ from .config import PROFILE_KEYS, Config, Section
 from .manager.accounts import Account, AccountManager
 from .manager.events import EventBus
 from .manager.store import Store
+from .media.callmedia import CallMedia
+from .media.engine import MediaEngine
 from .network.driver import Profile
 from .network.embedded import EmbeddedNetwork, ScriptedUser, Timing
 
@@ -61,9 +63,13 @@ class Gateway:
             accounts, self.store, self.network, self.bus, Path(general.incoming_dir), general.ring_timeout
         )
         self.manager.seed_balances({name: (s.balance, s.currency) for name, s in config.accounts.items()})
+        self.media = MediaEngine()
+        self.call_media = CallMedia(self.media, self._conference_of)
+        self.network.media_hooks = self.call_media
         self.dispatcher = Dispatcher(
             self.manager, general.variable_prefix,
             MediaSettings(Path(general.media_dir), tuple(Path(p) for p in general.media_path), int(general.record_rate)),
+            services={"media": self.call_media},
         )
         self.agi = AgiServer(
             AgiServerSettings(
@@ -74,7 +80,12 @@ class Gateway:
             self.dispatcher,
         )
 
+    def _conference_of(self, account: str, call_id: int) -> int | None:
+        call = self.manager.calls.get(call_id)
+        return call.conference_id if call is not None and call.account == account else None
+
     async def start(self) -> None:
+        self.media.start()
         await self.agi.start()
         log.info("serving %d account(s): %s", len(self.manager.accounts), ", ".join(self.manager.names()))
 
@@ -83,6 +94,8 @@ class Gateway:
         await self.agi.stop(self.config.general.shutdown_grace)
         await self.manager.close()
         await self.network.close()
+        self.call_media.close()
+        await self.media.stop()
         self.store.close()
         log.info("stopped")
 

@@ -1,7 +1,10 @@
 """One AGI session = one action: route, validate, resolve the account, run, reply.
 
-All result variables are set in one batch at the end (pipelined with a half-close, the
-only pipelining Asterisk handles), and each session is logged in one line.
+`Dispatcher.execute` runs an action from its name and raw `name=value` arguments and
+never raises; the AGI session (`__call__`) and the admin control socket (`run`) both
+go through it, so an action behaves and fails the same way whoever asks. All result
+variables are set in one batch at the end (pipelined with a half-close, the only
+pipelining Asterisk handles), and each run is logged in one line.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from .. import errors
 from ..agi.protocol import get_variable, set_variable
@@ -17,12 +20,15 @@ from ..agi.session import AgiSession
 from ..errors import SkypeError
 from ..manager.accounts import AccountManager
 from .context import ActionContext, MediaSettings
-from .registry import ACTIONS, Action, Row, variable
+from .registry import ACTIONS, Action, ListResult, Row, variable
 from .request import action_name, parse_arguments
 
 log = logging.getLogger("fastagi.session")
 
 LOGGED_VALUE = 40  # message bodies and other long values are cut to this in the log
+UNKNOWN = "(unknown)"  # the action label of a name that is no action: never the raw name
+
+ChannelAccount = Callable[[], Awaitable[str | None]]
 
 
 @dataclass
@@ -31,6 +37,24 @@ class Outcome:
     values: dict[str, str] = field(default_factory=dict)
     rows: list[Row] | None = None
     error: SkypeError | None = None
+
+    @property
+    def result(self) -> str:
+        """`SUCCESS`, or the error code."""
+        return self.error.code if self.error else "SUCCESS"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One action run, as observers (metrics) see it."""
+
+    action: str  # the action's name, or UNKNOWN
+    result: str  # SUCCESS or the error code
+    seconds: float  # for an AGI session: from its environment to its last reply
+    via: str  # "agi" or "control"
+
+
+Observer = Callable[[Finished], None]
 
 
 class Dispatcher:
@@ -46,34 +70,59 @@ class Dispatcher:
         self.media = media or MediaSettings()
         self.services = services if services is not None else {}
         self.counts: dict[tuple[str, str], int] = {}
+        self.observers: list[Observer] = []
 
     async def __call__(self, session: AgiSession) -> None:
         started = time.monotonic()
         env = session.environment
         name = action_name(env)
         raw: dict[str, str] = {}
-        outcome = Outcome(ACTIONS.get(name))
         try:
-            if outcome.action is None:
-                raise SkypeError(errors.UNKNOWN_ACTION, f"no action named {name!r}" if name else "the AGI URL names no action")
-            raw = parse_arguments(env)
-            await self._run(session, outcome.action, raw, outcome)
-        except SkypeError as exc:
-            outcome.error = exc
-        except Exception as exc:  # noqa: BLE001 - the channel must always get an answer
-            log.exception("action %s failed", name)
-            outcome.error = SkypeError(errors.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
+            if name in ACTIONS:  # an unknown name is reported as such, whatever its arguments
+                raw = parse_arguments(env)
+            outcome = await self.execute(name, raw, lambda: self._channel_account(session))
+        except SkypeError as exc:  # arguments that cannot be read
+            outcome = Outcome(ACTIONS[name], error=exc)
         commands = await self._result_commands(session, outcome)
         try:
             await session.finish(commands)
         finally:
-            self._log(session, name, raw, outcome, started)
+            who = f"uniqueid={env.get('agi_uniqueid', '-')} channel={env.get('agi_channel', '-')}"
+            self._finished(who, "agi", name, raw, outcome, started)
 
-    async def _run(self, session: AgiSession, action: Action, raw: dict[str, str], outcome: Outcome) -> None:
+    async def run(self, name: str, raw: dict[str, str]) -> Outcome:
+        """Run an action for the admin control socket: no channel, so no SKYPE_ACCOUNT fallback."""
+        started = time.monotonic()
+        outcome = await self.execute(name, raw)
+        self._finished("control", "control", name, raw, outcome, started)
+        return outcome
+
+    async def execute(self, name: str, raw: dict[str, str], channel_account: ChannelAccount | None = None) -> Outcome:
+        """Run action `name` with its raw arguments; every failure ends up in the outcome.
+
+        `channel_account` reads the account variable of the calling channel, where there is one.
+        """
+        outcome = Outcome(ACTIONS.get(name))
+        try:
+            if outcome.action is None:
+                raise SkypeError(errors.UNKNOWN_ACTION, f"no action named {name!r}" if name else "the AGI URL names no action")
+            await self._run(outcome.action, raw, outcome, channel_account)
+        except SkypeError as exc:
+            outcome.error = exc
+        except Exception as exc:  # noqa: BLE001 - the caller must always get an answer
+            log.exception("action %s failed", _plain(name))
+            outcome.error = SkypeError(errors.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
+        return outcome
+
+    def variables(self, outcome: Outcome) -> dict[str, str]:
+        """The channel variables `outcome` sets, by their full names (`SKYPE_CALL_ID`)."""
+        return {variable(self.prefix, name): value for name, value in result_pairs(outcome)}
+
+    async def _run(self, action: Action, raw: dict[str, str], outcome: Outcome, channel_account: ChannelAccount | None) -> None:
         values = action.validate(raw)
         account = ""
         if action.uses_account:
-            account = await self._account(session, raw.get("account"))
+            account = await self._account(raw.get("account"), channel_account)
         context = ActionContext(self.manager, account, self.media, self.services)
         result = await action.handler(context, **values)
         if isinstance(result, list):
@@ -81,62 +130,90 @@ class Dispatcher:
         elif result:
             outcome.values = {k: str(v) for k, v in result.items()}
 
-    async def _account(self, session: AgiSession, given: str | None) -> str:
+    async def _account(self, given: str | None, channel_account: ChannelAccount | None) -> str:
         """The `account` argument, else the SKYPE_ACCOUNT channel variable, else the only account."""
         if given is not None:
             if not given:
                 raise SkypeError(errors.INVALID_ARGUMENT, "account: must not be empty")
             self.manager.account(given)
             return given
-        reply = await session.command(get_variable(variable(self.prefix, "account")))
-        if reply.ok and reply.result == "1" and reply.data:
-            self.manager.account(reply.data)
-            return reply.data
+        from_channel = await channel_account() if channel_account is not None else None
+        if from_channel:
+            self.manager.account(from_channel)
+            return from_channel
         names = self.manager.names()
         if len(names) == 1:
             return names[0]
         raise SkypeError(errors.INVALID_ARGUMENT, f"no account given and {len(names)} are registered: add account=NAME or set {variable(self.prefix, 'account')}")
 
+    async def _channel_account(self, session: AgiSession) -> str | None:
+        reply = await session.command(get_variable(variable(self.prefix, "account")))
+        return reply.data if reply.ok and reply.result == "1" and reply.data else None
+
     async def _result_commands(self, session: AgiSession, outcome: Outcome) -> list[str]:
-        error = outcome.error
-        pairs = [
-            ("status", "FAILED" if error else "SUCCESS"),
-            ("error", error.code if error else ""),
-            ("error-text", error.text if error else ""),
-        ]
+        stale = 0
         action = outcome.action
-        if action is not None:
-            pairs += [(name, "" if error else outcome.values.get(name, "")) for name in action.returns]
-            if action.returns_list is not None:
-                pairs += await self._list_pairs(session, action, outcome.rows if not error else None)
-        return [set_variable(variable(self.prefix, name), value) for name, value in pairs]
+        if action is not None and action.returns_list is not None:  # how long the channel's earlier list was
+            reply = await session.command(get_variable(variable(self.prefix, f"{action.returns_list.name}_count")))
+            stale = int(reply.data) if reply.ok and reply.data and reply.data.isdigit() else 0
+        return [set_variable(variable(self.prefix, name), value) for name, value in result_pairs(outcome, stale)]
 
-    async def _list_pairs(self, session: AgiSession, action: Action, rows: list[Row] | None) -> list[tuple[str, str]]:
-        """The list's variables, plus empty ones for every item an earlier, longer list left."""
-        spec = action.returns_list
-        assert spec is not None
-        reply = await session.command(get_variable(variable(self.prefix, f"{spec.name}_count")))
-        stale = int(reply.data) if reply.ok and reply.data and reply.data.isdigit() else 0
-        count = "" if rows is None else str(len(rows))
-        rows = rows or []
-        pairs: list[tuple[str, str]] = [(f"{spec.name}_count", count)]
-        for index in range(1, max(len(rows), stale) + 1):
-            row = rows[index - 1] if index <= len(rows) else Row("")
-            pairs.append((f"{spec.name}_{index}", row.value))
-            pairs += [(f"{spec.name}_{index}_{extra}", row.extras.get(extra, "")) for extra in spec.extras]
-        return pairs
-
-    def _log(self, session: AgiSession, name: str, raw: dict[str, str], outcome: Outcome, started: float) -> None:
-        env = session.environment
+    def _finished(self, who: str, via: str, name: str, raw: dict[str, str], outcome: Outcome, started: float) -> None:
+        """Count, log in one line, and tell the observers."""
+        seconds = time.monotonic() - started
         status = f"FAILED {outcome.error.code}" if outcome.error else "SUCCESS"
-        key = (name if outcome.action else "(unknown)", status.split()[0])
+        label = name if outcome.action else UNKNOWN
+        key = (label, status.split()[0])
         self.counts[key] = self.counts.get(key, 0) + 1
-        shown = " ".join(f"{k}={_shorten(v)}" for k, v in raw.items())
+        shown = " ".join(f"{_plain(k)}={_shorten(v)}" for k, v in raw.items())
         log.info(
-            "uniqueid=%s channel=%s action=%s %s -> %s%s (%.1f ms)",
-            env.get("agi_uniqueid", "-"), env.get("agi_channel", "-"), name or "-", shown or "(no arguments)",
-            status, f" ({outcome.error.text})" if outcome.error else "", (time.monotonic() - started) * 1000,
+            "%s action=%s %s -> %s%s (%.1f ms)",
+            who, _plain(name) or "-", shown or "(no arguments)",
+            status, f" ({outcome.error.text})" if outcome.error else "", seconds * 1000,
         )
+        finished = Finished(label, outcome.result, seconds, via)
+        for observer in list(self.observers):
+            try:
+                observer(finished)
+            except Exception:  # noqa: BLE001 - an observer's bug must not break sessions
+                log.exception("action observer %r failed", observer)
+
+
+def result_pairs(outcome: Outcome, stale: int = 0) -> list[tuple[str, str]]:
+    """Every variable an outcome sets, by seed name, in the order they are set.
+
+    `stale` is how many items an earlier list on the channel had: the ones past this
+    list's end are set empty too. A failure sets its action's results empty.
+    """
+    error = outcome.error
+    pairs = [
+        ("status", "FAILED" if error else "SUCCESS"),
+        ("error", error.code if error else ""),
+        ("error-text", error.text if error else ""),
+    ]
+    action = outcome.action
+    if action is not None:
+        pairs += [(name, "" if error else outcome.values.get(name, "")) for name in action.returns]
+        if action.returns_list is not None:
+            pairs += _list_pairs(action.returns_list, None if error else outcome.rows, stale)
+    return pairs
+
+
+def _list_pairs(spec: ListResult, rows: list[Row] | None, stale: int) -> list[tuple[str, str]]:
+    count = "" if rows is None else str(len(rows))
+    rows = rows or []
+    pairs: list[tuple[str, str]] = [(f"{spec.name}_count", count)]
+    for index in range(1, max(len(rows), stale) + 1):
+        row = rows[index - 1] if index <= len(rows) else Row("")
+        pairs.append((f"{spec.name}_{index}", row.value))
+        pairs += [(f"{spec.name}_{index}_{extra}", row.extras.get(extra, "")) for extra in spec.extras]
+    return pairs
+
+
+def _plain(text: str) -> str:
+    """A name as logged: one line, cut (names from the control socket are any JSON string)."""
+    text = text.replace("\n", " ").replace("\r", " ")
+    return text if len(text) <= LOGGED_VALUE else text[:LOGGED_VALUE] + "…"
 
 
 def _shorten(value: str) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import SkypeError
 
-class MediaFileError(Exception):
+
+class MediaFileError(SkypeError):
     """A media file that cannot be used, with the action error code to report.
 
     `code` is one of the action error codes (`file_missing`, `file_exists`,
@@ -11,6 +13,4 @@ class MediaFileError(Exception):
     """
 
     def __init__(self, code: str, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
+        super().__init__(code, text)

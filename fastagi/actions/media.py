@@ -1,0 +1,39 @@
+"""Media actions: play a WAV to the remote user, record the remote user into a new WAV."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .. import errors
+from ..errors import SkypeError
+from ..media.paths import resolve_media_path
+from ..media.wav import WavPlayer, load_wav
+from .context import ActionContext
+from .registry import Argument, action, call_id, file_name
+
+CALL = Argument("call-id", "the call", call_id)
+
+
+@action("call-set-input-file", "Play a WAV to the remote user instead of the voice channel (from its start; then silence).",
+        arguments=(CALL, Argument("file-name", "the WAV: relative to media_dir, or absolute inside a media folder", file_name)),
+        errors=(errors.UNKNOWN_CALL, errors.FILE_MISSING))
+async def call_set_input_file(ctx: ActionContext, call_id: int, file_name: str) -> None:
+    ctx.manager.call(ctx.account, call_id)
+    path = resolve_media_path(file_name, ctx.media.media_dir, ctx.media.allowed_dirs, must_exist=True)
+    samples = await asyncio.to_thread(load_wav, path)  # decoding and resampling a long file must not stall the clock
+    ctx.manager.call(ctx.account, call_id)  # it may have ended meanwhile
+    ctx.services["media"].port(ctx.account, call_id).set_source(WavPlayer(samples))
+
+
+@action("call-set-output-file", "Record the remote user's voice into a new WAV until the call ends (never overwrites).",
+        arguments=(CALL, Argument("file-name", "the new WAV: relative to media_dir, or absolute inside a media folder", file_name)),
+        errors=(errors.UNKNOWN_CALL, errors.FILE_EXISTS))
+async def call_set_output_file(ctx: ActionContext, call_id: int, file_name: str) -> None:
+    ctx.manager.call(ctx.account, call_id)
+    path = resolve_media_path(file_name, ctx.media.media_dir, ctx.media.allowed_dirs, must_exist=False)
+    try:
+        ctx.services["media"].record(ctx.account, call_id, path, ctx.media.record_rate)
+    except FileExistsError:
+        raise SkypeError(errors.FILE_EXISTS, f"{file_name} already exists (recordings never overwrite)") from None
+    except OSError as exc:
+        raise SkypeError(errors.INVALID_ARGUMENT, f"{file_name}: cannot create: {exc.strerror}") from None

@@ -1,0 +1,217 @@
+"""The media engine: one clock moves 20 ms of audio through every room at once.
+
+A room is a set of parties (ports) that hear each other. On every tick the engine pulls
+one frame from each port of each room and pushes to each port the mix of all the others.
+`tick()` does one tick synchronously; `start()` runs a single asyncio task that calls it
+on absolute deadlines `t0 + n * 20 ms`, so timing errors never accumulate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Sequence
+
+import numpy as np
+
+from .port import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SILENCE, AudioPort
+
+log = logging.getLogger(__name__)
+
+FRAME_SECONDS = FRAME_MS / 1000
+LATE_AFTER = 0.010  # a tick starting later than this after its deadline is late
+# Further behind than this, the clock drops the missed ticks (counted late) instead of
+# running them back to back: a burst that long would only reach the far end as a glitch.
+SKIP_AFTER = 5 * FRAME_SECONDS
+
+
+def mix_minus(frames: Sequence[bytes]) -> list[bytes]:
+    """What each party hears: the saturating sum of every other party's frame."""
+    count = len(frames)
+    if count == 1:
+        return [SILENCE]
+    if count == 2:  # the common call: each hears the other as it is
+        return [frames[1], frames[0]]
+    parties = np.frombuffer(b"".join(frames), np.int16).reshape(count, FRAME_SAMPLES)
+    others = parties.sum(axis=0, dtype=np.int32) - parties
+    np.clip(others, -32768, 32767, out=others)
+    heard = others.astype(np.int16).tobytes()
+    return [heard[offset : offset + FRAME_BYTES] for offset in range(0, len(heard), FRAME_BYTES)]
+
+
+class Pacer:
+    """The clock's schedule: tick n is due at `origin + n * period` (sans-I/O)."""
+
+    def __init__(self, origin: float, period: float = FRAME_SECONDS) -> None:
+        self._origin = origin
+        self._period = period
+        self._number = 1
+
+    @property
+    def deadline(self) -> float:
+        """When the next tick is due."""
+        return self._origin + self._number * self._period
+
+    def arrive(self, now: float) -> tuple[bool, int]:
+        """Account for a tick starting at `now`: (is it late, how many ticks it skips)."""
+        lateness = now - self.deadline
+        skipped = int(lateness / self._period) if lateness > SKIP_AFTER else 0
+        self._number += skipped + 1
+        return lateness - skipped * self._period > LATE_AFTER, skipped
+
+
+class Room:
+    """Parties that hear each other; made by `MediaEngine.create_room`."""
+
+    def __init__(self, engine: MediaEngine) -> None:
+        self._engine = engine
+        self._ports: tuple[AudioPort, ...] = ()
+        self._closed = False
+        self._failed = False
+
+    @property
+    def ports(self) -> tuple[AudioPort, ...]:
+        return self._ports
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def add(self, port: AudioPort) -> None:
+        """Join `port` to this room; a port is in at most one room at a time."""
+        self._check_open()
+        self._engine._attach(port, self)
+        self._ports += (port,)
+
+    def remove(self, port: AudioPort) -> None:
+        if self._engine.room_of(port) is not self:
+            raise ValueError("port is not in this room")
+        self._ports = tuple(member for member in self._ports if member is not port)
+        self._engine._detach(port)
+
+    def merge(self, other: Room) -> None:
+        """Move every port of `other` into this room and close `other` (a conference)."""
+        if other is self:
+            raise ValueError("cannot merge a room into itself")
+        self._check_open()
+        other._check_open()
+        moved = other._ports
+        other.close()
+        for port in moved:
+            self.add(port)
+
+    def close(self) -> None:
+        """Release every port and leave the engine; closing twice is harmless."""
+        if self._closed:
+            return
+        for port in self._ports:
+            self._engine._detach(port)
+        self._ports = ()
+        self._closed = True
+        self._engine._drop(self)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("room is closed")
+
+    def _tick(self) -> None:
+        ports = self._ports
+        if not ports:
+            return
+        frames = [port.pull() for port in ports]
+        for port, heard in zip(ports, mix_minus(frames)):
+            port.push(heard)
+
+
+class MediaEngine:
+    """All rooms and the one clock that drives them.
+
+    Counters: `ticks` (ticks run), `late_ticks` (ticks that started more than
+    `LATE_AFTER` after their deadline, plus ticks skipped), `skipped_ticks`,
+    `busy_seconds` (time spent inside `tick`), `errors` (room ticks that raised).
+    """
+
+    def __init__(self) -> None:
+        self._rooms: dict[Room, None] = {}  # insertion-ordered set
+        self._active: tuple[Room, ...] = ()
+        self._port_rooms: dict[int, Room] = {}  # id(port): ports need not be hashable
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+        self.late_ticks = 0
+        self.skipped_ticks = 0
+        self.busy_seconds = 0.0
+        self.errors = 0
+
+    @property
+    def rooms(self) -> int:
+        """How many rooms are open."""
+        return len(self._rooms)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def create_room(self) -> Room:
+        room = Room(self)
+        self._rooms[room] = None
+        self._active = tuple(self._rooms)
+        return room
+
+    def room_of(self, port: AudioPort) -> Room | None:
+        """The room `port` is in, if any."""
+        return self._port_rooms.get(id(port))
+
+    def tick(self) -> None:
+        """Move one frame through every room now.
+
+        A room whose port raises is logged (once) and skipped for this tick; the other
+        rooms go on.
+        """
+        started = time.perf_counter()
+        for room in self._active:
+            try:
+                room._tick()
+            except Exception:
+                self.errors += 1
+                if not room._failed:
+                    room._failed = True
+                    log.exception("media room with %d ports failed a tick", len(room.ports))
+        self.ticks += 1
+        self.busy_seconds += time.perf_counter() - started
+
+    def start(self) -> None:
+        """Run the real-time clock in the running event loop."""
+        if self._task is not None:
+            raise RuntimeError("media engine already running")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="media-clock")
+
+    async def stop(self) -> None:
+        """Stop the clock; rooms stay as they are."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait([task])
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        pacer = Pacer(loop.time())
+        while True:
+            await asyncio.sleep(max(pacer.deadline - loop.time(), 0.0))  # 0 still yields
+            late, skipped = pacer.arrive(loop.time())
+            self.skipped_ticks += skipped
+            self.late_ticks += skipped + late
+            self.tick()
+
+    def _attach(self, port: AudioPort, room: Room) -> None:
+        if id(port) in self._port_rooms:
+            raise ValueError("port is already in a room")
+        self._port_rooms[id(port)] = room
+
+    def _detach(self, port: AudioPort) -> None:
+        del self._port_rooms[id(port)]
+
+    def _drop(self, room: Room) -> None:
+        del self._rooms[room]
+        self._active = tuple(self._rooms)
