@@ -11,6 +11,9 @@ from .actions import ACTIONS  # noqa: F401 - declares every action
 from .actions.context import MediaSettings
 from .actions.dispatch import Dispatcher
 from .agi.server import AgiServer, AgiServerSettings
+from .audiosocket.server import AudioSocketServer
+from .audiosocket.server import MediaSettings as SocketMediaSettings
+from .bridge import CallBridge
 from .config import PROFILE_KEYS, Config, Section
 from .manager.accounts import Account, AccountManager
 from .manager.events import EventBus
@@ -71,6 +74,13 @@ class Gateway:
             MediaSettings(Path(general.media_dir), tuple(Path(p) for p in general.media_path), int(general.record_rate)),
             services={"media": self.call_media},
         )
+        self.bridge = CallBridge(self.manager, self.call_media)
+        sockets = config.audiosocket
+        self.audiosocket = (
+            AudioSocketServer(sockets.bind, sockets.port, self.bridge,
+                              media=SocketMediaSettings(jitter_target_frames=sockets.jitter_frames))
+            if sockets.enabled else None
+        )
         self.agi = AgiServer(
             AgiServerSettings(
                 bind=general.bind, port=general.port, permit=tuple(general.permit),
@@ -86,12 +96,16 @@ class Gateway:
 
     async def start(self) -> None:
         self.media.start()
+        if self.audiosocket is not None:
+            await self.audiosocket.start()
         await self.agi.start()
         log.info("serving %d account(s): %s", len(self.manager.accounts), ", ".join(self.manager.names()))
 
     async def stop(self) -> None:
         """Stop accepting, let sessions finish (bounded), end calls, flush state."""
         await self.agi.stop(self.config.general.shutdown_grace)
+        if self.audiosocket is not None:
+            await self.audiosocket.stop()
         await self.manager.close()
         await self.network.close()
         self.call_media.close()
@@ -100,7 +114,8 @@ class Gateway:
         log.info("stopped")
 
 
-def with_port(config: Config, port: int) -> Config:
-    """A copy of `config` listening on `port` (tests use 0)."""
-    general = replace(config.general, values={**config.general.values, "port": port})
-    return replace(config, general=general)
+def with_ports(config: Config, agi: int, audiosocket: int) -> Config:
+    """A copy of `config` listening on other ports (tests use 0: any free port)."""
+    general = replace(config.general, values={**config.general.values, "port": agi})
+    sockets = replace(config.audiosocket, values={**config.audiosocket.values, "port": audiosocket})
+    return replace(config, general=general, audiosocket=sockets)

@@ -176,6 +176,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("enabled", parse_bool, True, "run the AudioSocket server"),
         Key("bind", host, "127.0.0.1", "AudioSocket listen address"),
         Key("port", int_in(0, 65535), 4575, "AudioSocket listen port"),
+        Key("jitter_frames", int_in(1, 10), 1, "20 ms frames from Asterisk buffered before playout (more absorbs a jittery link, adds delay)"),
     ),
     "account": (
         Key("type", free_text, "account", "account: a Skype account registered on this server"),

@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fastagi.app import Gateway, with_port  # noqa: E402
+from fastagi.app import Gateway, with_ports  # noqa: E402
 from fastagi.config import load_config  # noqa: E402
 
 ACCOUNTS = """
@@ -70,7 +70,7 @@ incoming_dir = {tmp_path / 'incoming'}
 
 @asynccontextmanager
 async def running_gateway(tmp_path: Path, body: str = ACCOUNTS + USERS, general: str = "") -> AsyncIterator[Gateway]:
-    config = with_port(load_config(write_config(tmp_path, body, general)), 0)
+    config = with_ports(load_config(write_config(tmp_path, body, general)), 0, 0)
     gateway = Gateway(config)
     await gateway.start()
     try:

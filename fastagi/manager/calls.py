@@ -149,6 +149,7 @@ class Call:
     answered: float | None = None
     ended: float | None = None
     link: Any = None  # the network's handle for this leg
+    asterisk_channel: str = ""  # the channel whose dialplan placed or answered it (for PlayDTMF)
 
     @property
     def is_ended(self) -> bool:

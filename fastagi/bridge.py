@@ -1,0 +1,103 @@
+"""Joins AudioSocket connections from Asterisk with Skype calls.
+
+A connection names its call by the UUID that `call-start` (or the originate of an
+incoming call) gave the dialplan as `SKYPE_CALL_UUID`. Once attached it becomes the
+call's local voice: what the Asterisk caller says is what the account says, and what
+the account hears is sent to Asterisk. DTMF from Asterisk goes to the remote user; the
+call ending closes the connection, and the connection closing ends the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Callable
+
+from .errors import SkypeError
+from .manager.accounts import AccountManager
+from .manager.calls import ENDED, Call, CallStatus
+from .manager.events import Event, EventKind
+from .media.callmedia import CallMedia
+
+log = logging.getLogger("fastagi.bridge")
+
+PlayDtmf = Callable[[str, str], None]  # (Asterisk channel, digit)
+
+
+class CallBridge:
+    """Implements the AudioSocket server's `CallMediaBinder` over the account manager."""
+
+    def __init__(self, manager: AccountManager, media: CallMedia) -> None:
+        self.manager = manager
+        self.media = media
+        self.play_dtmf: PlayDtmf | None = None  # set when AMI is on
+        self._connections: dict[int, object] = {}  # call id → AudioSocketConnection
+        self._tasks: set[asyncio.Task[object]] = set()
+        manager.bus.subscribe(self._on_event)
+
+    def _call(self, call_uuid: uuid.UUID) -> Call | None:
+        text = str(call_uuid)
+        return next((c for c in self.manager.calls.values() if c.uuid == text), None)
+
+    def attach(self, call_uuid: uuid.UUID, conn) -> bool:  # type: ignore[no-untyped-def]
+        call = self._call(call_uuid)
+        if call is None:
+            return False
+        if call.id in self._connections:
+            log.warning("call %d already has an AudioSocket connection; refusing another", call.id)
+            return False
+        port = self.media.port(call.account, call.id)
+        port.set_source(conn)
+        port.add_sink(conn)
+        self._connections[call.id] = conn
+        log.info("AudioSocket %s bridged to call %d of %s", call_uuid, call.id, call.account)
+        return True
+
+    def dtmf(self, call_uuid: uuid.UUID, digit: str) -> None:
+        call = self._call(call_uuid)
+        if call is not None and call.status is CallStatus.INPROGRESS:
+            self._spawn(self.manager.send_dtmf(call.account, call.id, digit))
+
+    def detached(self, call_uuid: uuid.UUID) -> None:
+        call = self._call(call_uuid)
+        if call is None:
+            return
+        self._release(call.id)
+        log.info("Asterisk side of call %d hung up: ending the Skype call", call.id)
+        self._spawn(self.manager.hangup(call.account, call.id))
+
+    def _release(self, call_id: int) -> object | None:
+        conn = self._connections.pop(call_id, None)
+        call = self.manager.calls.get(call_id)
+        if conn is not None and call is not None:
+            port = self.media.port(call.account, call.id)
+            if port.source is conn:
+                port.set_source(None)
+            if conn in port.sinks:
+                port.remove_sink(conn)
+        return conn
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind is EventKind.CALL_STATUS and CallStatus(event.fields["Status"]) in ENDED:
+            conn = self._connections.pop(int(event.fields["CallID"]), None)
+            if conn is not None:
+                conn.close()  # type: ignore[attr-defined]
+        elif event.kind is EventKind.DTMF and self.play_dtmf is not None:
+            call = self.manager.calls.get(int(event.fields["CallID"]))
+            if call is not None and call.id in self._connections and call.asterisk_channel:
+                for digit in event.fields["Digit"]:
+                    self.play_dtmf(call.asterisk_channel, digit)
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(_quietly(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _quietly(coro) -> None:  # type: ignore[no-untyped-def]
+    """Requests from the Asterisk side that the call's state refuses are logged, not raised."""
+    try:
+        await coro
+    except SkypeError as exc:
+        log.info("AudioSocket request refused: %s", exc.text)

@@ -1,0 +1,141 @@
+"""Skype calls bridged to Asterisk channels over AudioSocket, end to end through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import Recorder, running_gateway, run
+from doubles.asterisk_agi import FakeAsterisk
+from doubles.audiosocket_client import SLIN, SLIN16, AsteriskAudioSocket
+
+SETUP = """
+[alice]
+type = account
+[bob]
+type = account
+[echo123]
+type = user
+behaviour = echo
+ring_delay = 0.01
+answer_delay = 0.01
+"""
+
+
+def tone_burst(rate: int, silence: float, seconds: float, freq: float = 440) -> bytes:
+    t = np.arange(int(rate * seconds)) / rate
+    tone = (8000 * np.sin(2 * np.pi * freq * t)).astype("<i2")
+    return bytes(int(rate * silence) * 2) + tone.tobytes()
+
+
+async def dial(port: int, account: str, action: str, **args: str) -> dict[str, str]:
+    query = "&".join([f"account={account}"] + [f"{k.replace('_', '-')}={v}" for k, v in args.items()])
+    return (await FakeAsterisk(port).agi(f"{action}?{query}")).skype()
+
+
+async def bridged_echo_call(gw, kind: int) -> tuple[str, AsteriskAudioSocket]:  # type: ignore[no-untyped-def]
+    rec = Recorder(gw.bus)
+    started = await dial(gw.agi.port, "alice", "call-start", user_name="echo123")
+    await rec.status("alice", started["SKYPE_CALL_ID"], "INPROGRESS")
+    client = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.UUID(started["SKYPE_CALL_UUID"]), kind)
+    return started["SKYPE_CALL_ID"], client
+
+
+def heard_delay_and_frequency(client: AsteriskAudioSocket, sent: list[float], first_tone_frame: int) -> tuple[float, float]:
+    answers = [r for r in client.received if r.kind == client.kind]
+    samples = np.frombuffer(b"".join(r.payload for r in answers), "<i2").astype(float)
+    onset = int(np.argmax(np.abs(samples) > 4000))
+    assert onset > 0, "the tone never came back"
+    frame, offset = divmod(onset, client.frame_bytes // 2)
+    delay = answers[frame].at + offset / client.rate - sent[first_tone_frame]
+    tone = samples[onset + client.rate // 10: onset + client.rate // 10 + client.rate // 2]
+    spectrum = np.abs(np.fft.rfft(tone * np.hanning(len(tone)), 8 * len(tone)))
+    return delay, float(np.fft.rfftfreq(8 * len(tone), 1 / client.rate)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize("kind", [SLIN, SLIN16])
+def test_tone_from_asterisk_comes_back_from_echo123(tmp_path: Path, kind: int) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, SETUP) as gw:
+            call, client = await bridged_echo_call(gw, kind)
+            sent = await client.send_audio(tone_burst(client.rate, 0.3, 0.8))
+            await asyncio.sleep(0.2)
+            delay, freq = heard_delay_and_frequency(client, sent, 15)
+            assert freq == pytest.approx(440, abs=2)
+            assert 0 < delay < 0.060, f"added {delay * 1000:.1f} ms"
+            await client.hang_up()
+            await Recorder(gw.bus).status("alice", call, "FINISHED")  # Asterisk hanging up ends the call
+    run(body())
+
+
+def test_dtmf_both_ways(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, SETUP) as gw:
+            rec = Recorder(gw.bus)
+            played: list[tuple[str, str]] = []
+            gw.bridge.play_dtmf = lambda channel, digit: played.append((channel, digit))
+            call, client = await bridged_echo_call(gw, SLIN)
+            gw.manager.calls[int(call)].asterisk_channel = "PJSIP/100-00000001"
+            await client.send_audio(bytes(640))
+            client.send_dtmf("7")  # Asterisk → Skype: echo123 sends it back → PlayDTMF on the channel
+            event = await rec.wait(lambda e: e.kind.value == "DTMF")
+            assert (event.account, event.fields["Digit"]) == ("alice", "7")
+            for _ in range(50):
+                if played:
+                    break
+                await asyncio.sleep(0.01)
+            assert played == [("PJSIP/100-00000001", "7")]
+            await client.hang_up()
+    run(body())
+
+
+def test_skype_side_hangup_closes_the_socket(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, SETUP) as gw:
+            call, client = await bridged_echo_call(gw, SLIN16)
+            sending = asyncio.create_task(client.send_audio(bytes(640 * 50)))
+            await asyncio.sleep(0.1)
+            assert (await dial(gw.agi.port, "alice", "call-hangup", call_id=call))["SKYPE_STATUS"] == "SUCCESS"
+            await client.wait_closed()
+            assert client.kinds()[-1] == 0x00 and client.violation is None  # hangup message, then close
+            sending.cancel()
+    run(body())
+
+
+def test_account_to_account_over_two_audiosockets(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, SETUP) as gw:
+            rec = Recorder(gw.bus)
+            started = await dial(gw.agi.port, "alice", "call-start", user_name="bob")
+            ringing = await rec.wait(lambda e: e.account == "bob" and e.fields.get("Status") == "RINGING")
+            await dial(gw.agi.port, "bob", "call-answer", call_id=ringing.fields["CallID"])
+            alice = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.UUID(started["SKYPE_CALL_UUID"]), SLIN16)
+            bob = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.UUID(ringing.fields["UUID"]), SLIN)
+            listening = asyncio.create_task(bob.send_audio(bytes(320 * 60)))
+            await alice.send_audio(tone_burst(16000, 0.1, 0.8, freq=1000))
+            await listening
+            heard = np.frombuffer(bob.audio(), "<i2").astype(float)[-8000:]
+            spectrum = np.abs(np.fft.rfft(heard))
+            assert np.fft.rfftfreq(len(heard), 1 / 8000)[np.argmax(spectrum)] == pytest.approx(1000, abs=3)
+            await alice.hang_up()
+            await rec.status("bob", ringing.fields["CallID"], "FINISHED")
+            await bob.wait_closed()
+    run(body())
+
+
+def test_unknown_uuid_is_dropped_and_the_server_keeps_serving(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, SETUP) as gw:
+            stranger = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.uuid4(), SLIN)
+            await stranger.wait_closed()
+            assert gw.audiosocket.rejected == 1
+            call, client = await bridged_echo_call(gw, SLIN)
+            sent = await client.send_audio(tone_burst(8000, 0.2, 0.6))
+            await asyncio.sleep(0.2)
+            assert heard_delay_and_frequency(client, sent, 10)[1] == pytest.approx(440, abs=2)
+            await client.hang_up()
+    run(body())
