@@ -1,0 +1,174 @@
+"""Bridged calls one core sustains: N Skype calls to echo123, each bridged to an AudioSocket.
+
+The gateway runs alone in a child process (one Python thread: one core). This process
+plays Asterisk: it starts each call with a FastAGI `call-start`, connects an
+AudioSocket with the returned `SKYPE_CALL_UUID`, and sends 20 ms frames of a tone on a
+real clock for every connection while reading what comes back. Figures per run, over
+the measured window: the gateway's media ticks, late ticks (started > 10 ms after
+their deadline, skipped ones included), the gateway's CPU per tick and its share of one
+core, and jitter-buffer underruns. The first run (1 call) is the baseline.
+
+    python -m bench.audiosocket [--seconds 5] [--kind 16|18] [--calls 1 100 250 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import resource
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONFIG = """
+[general]
+bind = 127.0.0.1
+database = {folder}/state.db
+media_dir = {folder}
+incoming_dir = {folder}
+log_level = warning
+max_connections = 10000
+session_timeout = 600
+[alice]
+type = account
+[echo123]
+type = user
+behaviour = echo
+ring_delay = 0
+answer_delay = 0
+"""
+HEADER = struct.Struct("!BH")
+
+
+# -- the gateway, alone in its process ---------------------------------------------------
+def gateway_process(folder: str, pipe) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(_gateway(folder, pipe))
+
+
+async def _gateway(folder: str, pipe) -> None:  # type: ignore[no-untyped-def]
+    from fastagi.app import Gateway, with_ports
+    from fastagi.config import load_config
+
+    path = Path(folder) / "bench.conf"
+    path.write_text(CONFIG.format(folder=folder))
+    gateway = Gateway(with_ports(load_config(path), 0, 0))
+    await gateway.start()
+    assert gateway.audiosocket is not None
+    pipe.send((gateway.agi.port, gateway.audiosocket.port))
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, pipe.recv)
+        if command == "stop":
+            break
+        media, sockets = gateway.media, gateway.audiosocket
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        pipe.send({
+            "ticks": media.ticks, "late": media.late_ticks, "cpu": usage.ru_utime + usage.ru_stime,
+            "underruns": sockets.counters.underruns, "active": sockets.active, "calls": len(gateway.manager.calls),
+        })
+    await gateway.stop()
+
+
+# -- Asterisk's side ------------------------------------------------------------------------
+async def call_start(port: int) -> str:
+    """A minimal FastAGI client: `call-start`, answering every command with success."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"agi_network: yes\nagi_network_script: call-start?account=alice&user-name=echo123\n"
+                 b"agi_channel: Local/bench-1;2\nagi_uniqueid: 1.1\n\n")
+    uuid = ""
+    while line := await reader.readline():
+        text = line.decode()
+        if text.startswith("SET VARIABLE SKYPE_CALL_UUID"):
+            uuid = text.split('"')[1]
+        writer.write(b"200 result=1\n")
+    writer.close()
+    return uuid
+
+
+async def load(agi_port: int, audio_port: int, calls: int, seconds: float, kind: int, pipe) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    uuids: list[str] = []
+    for start in range(0, calls, 50):
+        uuids += await asyncio.gather(*(call_start(agi_port) for _ in range(start, min(calls, start + 50))))
+    await asyncio.sleep(0.2)  # echo123 answers at once
+    rate = 8000 if kind == 0x10 else 16000
+    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate // 50) / rate)).astype("<i2").tobytes()
+    frame = HEADER.pack(kind, len(samples)) + samples
+    streams = []
+    for uuid in uuids:
+        reader, writer = await asyncio.open_connection("127.0.0.1", audio_port)
+        writer.write(HEADER.pack(0x01, 16) + bytes.fromhex(uuid.replace("-", "")))
+        streams.append((reader, writer))
+    drains = [asyncio.create_task(_drain(reader)) for reader, _ in streams]
+    loop = asyncio.get_running_loop()
+
+    async def send_for(duration: float) -> None:
+        origin = loop.time()
+        for n in range(int(duration * 50)):
+            await asyncio.sleep(max(0.0, origin + n * 0.02 - loop.time()))
+            for _, writer in streams:
+                writer.write(frame)
+
+    await send_for(1.0)  # warm up: jitter buffers fill, resamplers settle
+    before = await _report(pipe)
+    await send_for(seconds)
+    after = await _report(pipe)
+    for _, writer in streams:
+        writer.close()
+    for task in drains:
+        task.cancel()
+    ticks = after["ticks"] - before["ticks"]
+    return {
+        "calls": calls, "bridged": after["active"], "ticks": ticks,
+        "late_pct": 100 * (after["late"] - before["late"]) / max(ticks, 1),
+        "cpu_ms_per_tick": 1000 * (after["cpu"] - before["cpu"]) / max(ticks, 1),
+        "core_pct": 100 * (after["cpu"] - before["cpu"]) / seconds,
+        "underruns": after["underruns"] - before["underruns"],
+    }
+
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    while await reader.read(65536):
+        pass
+
+
+async def _report(pipe) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    pipe.send("report")
+    return await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+
+def run_one(calls: int, seconds: float, kind: int) -> dict[str, float]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
+    with tempfile.TemporaryDirectory() as folder:
+        ours, theirs = multiprocessing.Pipe()
+        child = multiprocessing.get_context("spawn").Process(target=gateway_process, args=(folder, theirs))
+        child.start()
+        agi_port, audio_port = ours.recv()
+        try:
+            return asyncio.run(load(agi_port, audio_port, calls, seconds, kind, ours))
+        finally:
+            ours.send("stop")
+            child.join(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--kind", type=lambda v: int(v, 16), default=0x10, help="16 (8 kHz) or 18 (16 kHz), hex")
+    parser.add_argument("--calls", type=int, nargs="+", default=[1, 100, 250, 500])
+    args = parser.parse_args()
+    print(f"{'calls':>6} {'bridged':>8} {'ticks':>6} {'late %':>7} {'cpu ms/tick':>12} {'core %':>7} {'x base':>7} {'underruns':>9}")
+    baseline = None
+    for calls in args.calls:
+        row = run_one(calls, args.seconds, args.kind)
+        baseline = baseline or row["cpu_ms_per_tick"]
+        print(f"{row['calls']:>6} {row['bridged']:>8} {row['ticks']:>6} {row['late_pct']:>7.2f} "
+              f"{row['cpu_ms_per_tick']:>12.3f} {row['core_pct']:>7.1f} {row['cpu_ms_per_tick'] / baseline:>7.1f} {row['underruns']:>9}")
+
+
+if __name__ == "__main__":
+    main()
