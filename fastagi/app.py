@@ -11,6 +11,7 @@ from .actions import ACTIONS  # noqa: F401 - declares every action
 from .actions.context import MediaSettings
 from .actions.dispatch import Dispatcher
 from .agi.server import AgiServer, AgiServerSettings
+from .ami.listener import AmiListener, AmiSettings
 from .audiosocket.server import AudioSocketServer
 from .audiosocket.server import MediaSettings as SocketMediaSettings
 from .bridge import CallBridge
@@ -81,6 +82,9 @@ class Gateway:
                               media=SocketMediaSettings(jitter_target_frames=sockets.jitter_frames))
             if sockets.enabled else None
         )
+        self.ami = self._ami_listener(config) if config.ami.enabled else None
+        if self.ami is not None:
+            self.bridge.play_dtmf = self.ami.play_dtmf
         self.agi = AgiServer(
             AgiServerSettings(
                 bind=general.bind, port=general.port, permit=tuple(general.permit),
@@ -90,6 +94,21 @@ class Gateway:
             self.dispatcher,
         )
 
+    def _ami_listener(self, config: Config) -> AmiListener:
+        ami = config.ami
+        settings = AmiSettings(
+            host=ami.host, port=ami.port, username=ami.username, secret=ami.secret,
+            incoming_context=ami.incoming_context, events_context=ami.events_context or None,
+            queue_size=ami.queue_size, ping_interval=ami.ping_interval, ping_timeout=ami.ping_timeout,
+            incoming_media=ami.incoming_media, variable_prefix=config.general.variable_prefix,
+            originate_timeout_ms=int(ami.originate_timeout * 1000),
+            audiosocket_address=f"{config.audiosocket.bind}:{config.audiosocket.port}",
+        )
+        return AmiListener(settings, self.bus, self._incoming_unhandled)
+
+    def _incoming_unhandled(self, account: str, call_id: str) -> None:
+        self.manager.incoming_unhandled(account, int(call_id))
+
     def _conference_of(self, account: str, call_id: int) -> int | None:
         call = self.manager.calls.get(call_id)
         return call.conference_id if call is not None and call.account == account else None
@@ -98,6 +117,10 @@ class Gateway:
         self.media.start()
         if self.audiosocket is not None:
             await self.audiosocket.start()
+        if self.ami is not None:
+            if self.audiosocket is not None:  # the real port, when it was 0
+                self.ami.settings.audiosocket_address = f"{self.config.audiosocket.bind}:{self.audiosocket.port}"
+            await self.ami.start()
         await self.agi.start()
         log.info("serving %d account(s): %s", len(self.manager.accounts), ", ".join(self.manager.names()))
 
@@ -107,6 +130,8 @@ class Gateway:
         if self.audiosocket is not None:
             await self.audiosocket.stop()
         await self.manager.close()
+        if self.ami is not None:
+            await self.ami.stop()
         await self.network.close()
         self.call_media.close()
         await self.media.stop()

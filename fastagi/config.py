@@ -168,9 +168,10 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("incoming_context", matching(r"^[A-Za-z0-9_.-]+$", "a context name"), "skype-incoming", "context where incoming Skype calls are originated"),
         Key("events_context", matching(r"^[A-Za-z0-9_.-]*$", "a context name"), "", "context that Skype events also run (off when empty)"),
         Key("incoming_media", one_of("local", "audiosocket"), "local", "channel for incoming calls: local | audiosocket"),
-        Key("queue_size", int_in(1, 10_000_000), 10000, "events held while AMI is down; older ones past it are dropped"),
+        Key("queue_size", int_in(1, 10_000_000), 10000, "actions held while AMI is down; new ones past it are dropped (counted)"),
         Key("ping_interval", seconds, 5.0, "seconds between liveness pings"),
         Key("ping_timeout", seconds, 3.0, "seconds a ping may take before the connection is dropped"),
+        Key("originate_timeout", seconds, 30.0, "seconds the incoming-call dialplan has to answer its channel"),
     ),
     "audiosocket": (
         Key("enabled", parse_bool, True, "run the AudioSocket server"),
@@ -392,6 +393,8 @@ class _Builder:
         ami = self.fixed["ami"]
         if ami.enabled and not ami.username:
             self.problem(self.seen.get("ami", 0), "[ami] enabled = yes needs a username")
+        if ami.incoming_media == "audiosocket" and not self.fixed["audiosocket"].enabled:
+            self.problem(self.seen.get("ami", 0), "[ami] incoming_media = audiosocket needs [audiosocket] enabled = yes")
         if not self.accounts:
             self.problem(0, "no account section (type = account): nothing to serve")
         return Config(self.fixed["general"], self.fixed["ami"], self.fixed["audiosocket"], self.accounts, self.users)

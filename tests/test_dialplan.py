@@ -1,0 +1,295 @@
+"""The ready-to-include dialplan (dialplan/*.conf) against the gateway's action table.
+
+Every `AGI(agi://HOST/ACTION?…,name=value)` must name a real action with argument names
+it accepts (and its required ones), be followed in its extension by checks of
+`AGISTATUS` and `SKYPE_STATUS`, and pass text through `${URIENCODE()}` in query strings.
+The checker is run on small inline snippets too, so that it is known to catch each fault.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fastagi.actions import ACTIONS
+
+DIALPLAN = Path(__file__).resolve().parent.parent / "dialplan"
+FLOW_FILES = sorted(p for p in DIALPLAN.glob("*.conf") if p.name != "extensions.conf")
+
+TEXT_ARGUMENTS = ("message-body", "sms-body")
+CHECK_WINDOW = 3
+"""Priorities after an AGI() within which both status checks must come."""
+
+_AGI_URL = re.compile(r"^agi://[^/]+/(?P<action>[^?]*)(?:\?(?P<query>.*))?$")
+_ENCODED = re.compile(r"^\$\{URIENCODE\(.*\)\}$")
+
+
+# -- reading dialplan ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Priority:
+    """One `exten =>` or `same =>` line: where it is, its extension, its application."""
+
+    where: str
+    context: str
+    extension: str
+    app: str
+    data: str
+
+
+def _strip_comment(line: str) -> str:
+    """The line without its `;` comment (`\\;` is a literal semicolon)."""
+    match = re.search(r"(?<!\\);", line)
+    return (line[: match.start()] if match else line).strip()
+
+
+def split_top(text: str, separator: str) -> list[str]:
+    """Split at `separator` outside (), [] and {} (variables, functions, expressions)."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == separator and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _application(call: str) -> tuple[str, str]:
+    """`AGI(data)` → ("AGI", "data"); `Hangup` → ("Hangup", "")."""
+    name, paren, rest = call.partition("(")
+    return name.strip(), rest[:-1] if paren and rest.endswith(")") else rest
+
+
+def parse_dialplan(text: str, name: str) -> list[Priority]:
+    """The priorities of a dialplan file, in order."""
+    priorities: list[Priority] = []
+    context = extension = ""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = _strip_comment(raw)
+        if line.startswith("["):
+            context, extension = line[1 : line.index("]")], ""
+            continue
+        key, arrow, value = line.partition("=>")
+        key = key.strip()
+        if not arrow or key not in ("exten", "same"):
+            continue
+        if key == "exten":
+            extension, _, value = value.strip().partition(",")
+        _, _, call = value.strip().partition(",")
+        app, data = _application(call)
+        priorities.append(Priority(f"{name}:{number}", context, extension.strip(), app, data))
+    return priorities
+
+
+# -- the checks ---------------------------------------------------------------------
+def _arguments(data: str) -> tuple[str, list[tuple[str, str]]]:
+    """An AGI() call's action name and its (name, value) arguments, query ones first."""
+    url, *agi_args = split_top(data, ",")
+    match = _AGI_URL.match(url.strip())
+    if match is None:
+        return "", []
+    query = match["query"]
+    pairs = [part.partition("=")[::2] for part in split_top(query, "&")] if query else []
+    pairs += [arg.partition("=")[::2] for arg in agi_args if arg]
+    return match["action"], [(name.strip(), value) for name, value in pairs]
+
+
+def _encoding_problems(query: str | None) -> list[str]:
+    problems = []
+    for name, value in (part.partition("=")[::2] for part in split_top(query or "", "&") if part):
+        must_encode = name in TEXT_ARGUMENTS or ("$" in value and name != "call-id")
+        if must_encode and not _ENCODED.match(value):
+            problems.append(f"{name}={value} is not passed through ${{URIENCODE()}}")
+    return problems
+
+
+def agi_problems(priority: Priority) -> list[str]:
+    """What is wrong with one AGI() call against the action table."""
+    url = split_top(priority.data, ",")[0].strip()
+    match = _AGI_URL.match(url)
+    if match is None:
+        return [f"{url!r} is not agi://HOST/ACTION"]
+    action = ACTIONS.get(match["action"])
+    if action is None:
+        return [f"unknown action {match['action']!r}"]
+    _, arguments = _arguments(priority.data)
+    names = [name for name, _ in arguments]
+    accepted = action.accepted_names()
+    problems = [f"{action.name} does not accept {name!r} (accepted: {', '.join(accepted)})"
+                for name in names if name not in accepted]
+    problems += [f"{action.name}: {name!r} given twice" for name in sorted(set(names)) if names.count(name) > 1]
+    problems += [f"{action.name} needs {argument.name!r}" for argument in action.arguments
+                 if argument.required and argument.name not in names]
+    return problems + _encoding_problems(match["query"])
+
+
+def check_problems(priorities: list[Priority], index: int) -> list[str]:
+    """The AGI() at `index` must be followed, in its extension and before any other
+    AGI(), by both status checks (a later AGI() would replace the variables)."""
+    agi = priorities[index]
+    following = []
+    for priority in priorities[index + 1 : index + 1 + CHECK_WINDOW]:
+        if (priority.context, priority.extension) != (agi.context, agi.extension) or priority.app.lower() == "agi":
+            break
+        following.append(priority.data)
+    seen = " ".join(following)
+    return [f"no check of {variable} within {CHECK_WINDOW} priorities after the AGI()"
+            for variable in ("${AGISTATUS}", "${SKYPE_STATUS}") if variable not in seen]
+
+
+def dialplan_problems(text: str, name: str) -> list[str]:
+    priorities = parse_dialplan(text, name)
+    problems = []
+    for index, priority in enumerate(priorities):
+        if priority.app.lower() == "agi":
+            problems += [f"{priority.where}: {p}" for p in agi_problems(priority) + check_problems(priorities, index)]
+    return problems
+
+
+# -- the shipped files --------------------------------------------------------------
+def test_the_dialplan_folder_has_the_flows() -> None:
+    names = {p.name for p in FLOW_FILES}
+    assert {"skype-click-to-call.conf", "skype-answering-machine.conf", "skype-automated-message.conf",
+            "skype-route.conf", "skype-ivr.conf", "skype-chat-autoreply.conf", "skype-buddy-requests.conf",
+            "skype-sms.conf", "skype-conference.conf", "skype-transfer.conf", "skype-hold.conf",
+            "skype-voicemail.conf", "skype-dtmf.conf"} <= names
+
+
+@pytest.mark.parametrize("path", FLOW_FILES, ids=lambda p: p.name)
+def test_every_agi_call_is_a_real_action_checked_afterwards(path: Path) -> None:
+    assert dialplan_problems(path.read_text(encoding="utf-8"), path.name) == []
+
+
+def test_the_flows_together_call_every_kind_of_action_the_brief_names() -> None:
+    called = {
+        _arguments(p.data)[0]
+        for path in FLOW_FILES
+        for p in parse_dialplan(path.read_text(encoding="utf-8"), path.name)
+        if p.app == "AGI"
+    }
+    assert {"call-start", "call-answer", "call-hangup", "call-set-input-file", "call-set-output-file",
+            "calls-list", "call-vm", "call-transfer", "call-conference", "call-hold", "call-resume",
+            "call-dtmf", "chatmessage-send", "user-set-auth", "sms-send"} <= called
+
+
+@pytest.mark.parametrize("path", FLOW_FILES, ids=lambda p: p.name)
+def test_each_file_documents_its_contexts_and_how_to_include_it(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    header = text.split("\n[", 1)[0]
+    readme = (DIALPLAN / "README.md").read_text(encoding="utf-8")
+    assert f'#include "skype-fastagi/{path.name}"' in header
+    assert f'#include "skype-fastagi/{path.name}"' in readme
+    for context in re.findall(r"^\[([^\]]+)\]", text, re.MULTILINE):
+        assert context.startswith("skype-")
+        assert context in header, f"{context} is not described in the header of {path.name}"
+        assert f"`{context}`" in readme, f"{context} is not in dialplan/README.md"
+
+
+def test_extensions_conf_includes_every_flow_file() -> None:
+    includes = re.findall(r'^#include "([^"]+)"', (DIALPLAN / "extensions.conf").read_text(), re.MULTILINE)
+    assert sorted(includes) == sorted(p.name for p in FLOW_FILES)
+
+
+def test_asterisklint_reports_nothing() -> None:
+    pytest.importorskip("asterisklint")
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    done = subprocess.run(["bash", str(DIALPLAN / "check.sh")], capture_output=True, text=True,
+                          env={**os.environ, "PATH": path}, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_check_sh_fails_on_a_lint_error(tmp_path: Path) -> None:
+    pytest.importorskip("asterisklint")
+    for source in DIALPLAN.iterdir():
+        shutil.copy(source, tmp_path / source.name)
+    with open(tmp_path / "skype-dtmf.conf", "a", encoding="utf-8") as handle:
+        handle.write(" same => n,Playbak(goodbye)\n")
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    done = subprocess.run(["bash", str(tmp_path / "check.sh")], capture_output=True, text=True,
+                          env={**os.environ, "PATH": path}, timeout=60)
+    assert done.returncode == 1
+    assert "skype-dtmf.conf:" in done.stderr and "E_APP_MISSING" in done.stderr
+
+
+# -- the checker catches each fault -------------------------------------------------
+GOOD = """\
+[skype-x]
+exten => _7.,1(start),AGI(agi://${SKYPEGW_AGI}/chatmessage-send?user-name=${URIENCODE(${EXTEN:1})}&message-body=${URIENCODE(${TEXT})})
+ same => n,GotoIf($["${AGISTATUS}" != "SUCCESS"]?down)
+ same => n,GotoIf($["${SKYPE_STATUS}" != "SUCCESS"]?failed)
+ same => n,AGI(agi://127.0.0.1:4573/call-hangup,call-id=${SKYPE_CALL_ID})
+ same => n,ExecIf($["${AGISTATUS}${SKYPE_STATUS}" != "SUCCESSSUCCESS"]?Hangup())
+"""
+
+
+def _one_problem(snippet: str) -> str:
+    problems = dialplan_problems(snippet, "snippet.conf")
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_a_correct_snippet_passes() -> None:
+    assert dialplan_problems(GOOD, "snippet.conf") == []
+
+
+def test_an_unknown_action_is_caught() -> None:
+    assert "unknown action 'chatmessage-sent'" in _one_problem(GOOD.replace("chatmessage-send?", "chatmessage-sent?"))
+
+
+def test_a_misspelled_argument_is_caught() -> None:
+    problems = dialplan_problems(GOOD.replace("call-hangup,call-id=", "call-hangup,call-ids="), "snippet.conf")
+    assert problems == [
+        "snippet.conf:5: call-hangup does not accept 'call-ids' (accepted: call-id, account)",
+        "snippet.conf:5: call-hangup needs 'call-id'",
+    ]
+
+
+def test_an_argument_of_another_action_is_caught() -> None:
+    bad = GOOD.replace("call-hangup,call-id=${SKYPE_CALL_ID}", "call-hangup,call-id=${SKYPE_CALL_ID},user-name=bob")
+    assert "call-hangup does not accept 'user-name'" in _one_problem(bad)
+
+
+def test_an_argument_given_in_both_forms_is_caught() -> None:
+    bad = GOOD.replace("call-hangup,call-id=", "call-hangup?call-id=1,call-id=")
+    assert "'call-id' given twice" in _one_problem(bad)
+
+
+def test_a_missing_status_check_is_caught() -> None:
+    bad = GOOD.replace(' same => n,GotoIf($["${SKYPE_STATUS}" != "SUCCESS"]?failed)\n', "")
+    problems = dialplan_problems(bad, "snippet.conf")
+    assert problems == ["snippet.conf:2: no check of ${SKYPE_STATUS} within 3 priorities after the AGI()"]
+
+
+def test_a_check_in_another_extension_does_not_count() -> None:
+    bad = "[skype-x]\nexten => 1,1,AGI(agi://h/calls-list)\nexten => 2,1,GotoIf($[\"${AGISTATUS}${SKYPE_STATUS}\" = \"\"]?x)\n"
+    assert len(dialplan_problems(bad, "snippet.conf")) == 2
+
+
+def test_a_check_in_a_comment_does_not_count() -> None:
+    bad = GOOD.replace(' same => n,GotoIf($["${AGISTATUS}" != "SUCCESS"]?down)\n',
+                       ' same => n,NoOp() ; ${AGISTATUS}\n')
+    assert "no check of ${AGISTATUS}" in _one_problem(bad)
+
+
+def test_text_that_is_not_uri_encoded_is_caught() -> None:
+    bad = GOOD.replace("message-body=${URIENCODE(${TEXT})}", "message-body=${TEXT}")
+    assert "message-body=${TEXT} is not passed through ${URIENCODE()}" in _one_problem(bad)
+    literal = GOOD.replace("message-body=${URIENCODE(${TEXT})}", "message-body=hello")
+    assert "message-body=hello" in _one_problem(literal)
+    user = GOOD.replace("user-name=${URIENCODE(${EXTEN:1})}", "user-name=${EXTEN:1}")
+    assert "user-name=${EXTEN:1}" in _one_problem(user)
+
+
+def test_split_top_keeps_nested_separators() -> None:
+    assert split_top("a=${URIENCODE(${X},y)}&b=$[1&2],c", "&") == ["a=${URIENCODE(${X},y)}", "b=$[1&2],c"]
