@@ -122,6 +122,7 @@ class Gateway:
                 self.ami.settings.audiosocket_address = f"{self.config.audiosocket.bind}:{self.audiosocket.port}"
             await self.ami.start()
         await self.agi.start()
+        self.manager.set_presence("ONLINE")
         log.info("serving %d account(s): %s", len(self.manager.accounts), ", ".join(self.manager.names()))
 
     async def stop(self) -> None:
@@ -130,6 +131,7 @@ class Gateway:
         if self.audiosocket is not None:
             await self.audiosocket.stop()
         await self.manager.close()
+        self.manager.set_presence("OFFLINE")
         if self.ami is not None:
             await self.ami.stop()
         await self.network.close()

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from .actions import ACTIONS
 from .actions.registry import variable
+from .ami.listener import EVENT_SCRIPTS
 from .config import SCHEMA
+from .manager.events import EVENT_FIELDS
 
 PREFIX = "SKYPE_"
 
@@ -49,7 +51,17 @@ def config_table() -> str:
     return "\n".join(out).rstrip()
 
 
-SECTIONS = {"actions": action_table, "config": config_table}
+def events_table() -> str:
+    rows = ["| UserEvent | fields (after `Account`) | events_context extension |", "| --- | --- | --- |"]
+    for kind, fields in EVENT_FIELDS.items():
+        script = EVENT_SCRIPTS.get(kind)
+        names = sorted({script.extension.format(Direction=d) for d in ("incoming", "outgoing")}) if script else []
+        extension = " / ".join(f"`{name}`" for name in names) or "—"
+        rows.append(f"| `{kind.user_event}` | {', '.join(f'`{f}`' for f in fields)} | {extension} |")
+    return "\n".join(rows)
+
+
+SECTIONS = {"actions": action_table, "config": config_table, "events": events_table}
 
 
 def render(readme: str) -> str:

@@ -107,10 +107,12 @@ def test_fastagi_serves_while_ami_is_down_and_events_go_out_in_order_later(tmp_p
             for n in range(5):
                 result = await dial(gw.agi.port, f"chatmessage-send?account=alice&user-name=bob&message-body=m{n}")
                 assert result["SKYPE_STATUS"] == "SUCCESS"
-            assert gw.ami is not None and not gw.ami.connected and gw.ami.queued == 10
+            assert gw.ami is not None and not gw.ami.connected and gw.ami.queued == 2 + 10  # two accounts ONLINE, then chats
             ami = AmiServer(port=port)
             await ami.start()  # Asterisk is back
             await eventually(lambda: gw.ami.queued == 0, timeout=10)
+            names = [e.get("UserEvent") for e in ami.actions("UserEvent")]
+            assert names == ["SkypeAccountStatus"] * 2 + ["SkypeChatMessage"] * 10
             bodies = [(e.get("Account"), e.get("Body")) for e in user_events(ami, "SkypeChatMessage")]
             assert bodies == [(account, f"m{n}") for n in range(5) for account in ("bob", "alice")]  # delivery, then the sent copy
         await ami.stop()

@@ -85,6 +85,12 @@ class AccountManager:
     def publish(self, kind: EventKind, account: str, **fields: Any) -> None:
         self.bus.publish(Event(kind, account, {k: "" if v is None else str(v) for k, v in fields.items()}))
 
+    def set_presence(self, status: str) -> None:
+        """Every account goes ONLINE when the gateway starts and OFFLINE when it stops."""
+        for account in self.accounts.values():
+            account.status = status
+            self.publish(EventKind.ACCOUNT_STATUS, account.name, Status=status)
+
     # -- profile, balance ------------------------------------------------------
     def balance(self, account: str) -> tuple[int, str]:
         self.account(account)

@@ -18,16 +18,16 @@ log = logging.getLogger(__name__)
 class EventKind(str, enum.Enum):
     """Every kind of event, with the fields each one carries (in this order)."""
 
-    CALL_STATUS = "CallStatus"  # CallID, Partner, PartnerName, Status, Direction, FailureReason, ConferenceID, UUID
-    CHAT_MESSAGE = "ChatMessage"  # ChatName, From, FromName, To, Body, MessageID, Direction
-    AUTH_REQUEST = "AuthRequest"  # From, FromName, Text
-    BUDDY_STATUS = "BuddyStatus"  # User, UserName, OnlineStatus, BuddyStatus, IsAuthorized, IsBlocked
-    SMS_STATUS = "SMSStatus"  # SMSID, Number, Status, Price, Currency
-    FILE_TRANSFER = "FileTransfer"  # TransferID, Partner, FileName, Status, Direction, Path
-    VOICEMAIL = "Voicemail"  # VoicemailID, CallID, Partner, Status, Duration
-    DTMF = "DTMF"  # CallID, Partner, Digit
-    BALANCE = "Balance"  # Balance, Currency
-    ACCOUNT_STATUS = "AccountStatus"  # Status
+    CALL_STATUS = "CallStatus"
+    CHAT_MESSAGE = "ChatMessage"
+    AUTH_REQUEST = "AuthRequest"
+    BUDDY_STATUS = "BuddyStatus"
+    SMS_STATUS = "SMSStatus"
+    FILE_TRANSFER = "FileTransfer"
+    VOICEMAIL = "Voicemail"
+    DTMF = "DTMF"
+    BALANCE = "Balance"
+    ACCOUNT_STATUS = "AccountStatus"
 
     @property
     def user_event(self) -> str:
@@ -35,11 +35,31 @@ class EventKind(str, enum.Enum):
         return "Skype" + self.value
 
 
+# The fields of each kind, in the order they are sent; an event carries no others.
+EVENT_FIELDS: dict[EventKind, tuple[str, ...]] = {
+    EventKind.CALL_STATUS: ("CallID", "Partner", "PartnerName", "Status", "Direction", "FailureReason", "ConferenceID", "UUID"),
+    EventKind.CHAT_MESSAGE: ("ChatName", "From", "FromName", "To", "Body", "MessageID", "Direction"),
+    EventKind.AUTH_REQUEST: ("From", "FromName", "Text"),
+    EventKind.BUDDY_STATUS: ("User", "UserName", "OnlineStatus", "BuddyStatus", "IsAuthorized", "IsBlocked"),
+    EventKind.SMS_STATUS: ("SMSID", "Number", "Status", "Price", "Currency"),
+    EventKind.FILE_TRANSFER: ("TransferID", "Partner", "FileName", "Status", "Direction", "Path"),
+    EventKind.VOICEMAIL: ("VoicemailID", "CallID", "Partner", "Status", "Duration"),
+    EventKind.DTMF: ("CallID", "Partner", "Digit"),
+    EventKind.BALANCE: ("Balance", "Currency"),
+    EventKind.ACCOUNT_STATUS: ("Status",),
+}
+
+
 @dataclass(frozen=True)
 class Event:
     kind: EventKind
     account: str
     fields: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fields) - set(EVENT_FIELDS[self.kind])
+        if unknown:
+            raise ValueError(f"{self.kind.value} has no field {sorted(unknown)}")
 
 
 Handler = Callable[[Event], None]
