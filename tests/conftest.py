@@ -79,6 +79,22 @@ async def running_gateway(tmp_path: Path, body: str = ACCOUNTS + USERS, general:
         await gateway.stop()
 
 
+class Dialplan:
+    """Runs actions like `AGI()` lines of a dialplan, each on a fresh channel."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def __call__(self, account: str, action: str, **args: str) -> dict[str, str]:
+        """`AGI(agi://…/action?account=…&name=value…)`; argument `user_name` is sent as `user-name`."""
+        from doubles.asterisk_agi import FakeAsterisk
+
+        query = "&".join([f"account={account}"] + [f"{k.replace('_', '-')}={v}" for k, v in args.items()])
+        result = await FakeAsterisk(self.port).agi(f"{action}?{query}")
+        assert result.agistatus == "SUCCESS"
+        return result.skype()
+
+
 def run(coro):  # type: ignore[no-untyped-def]
     """Run one async test body in a fresh event loop."""
     return asyncio.run(coro)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
 from urllib.parse import quote
 
 from conftest import Recorder, running_gateway, run
 from doubles.ami_server import AmiServer
 from doubles.asterisk_agi import FakeAsterisk
+from fastagi.app import Gateway
 
 ACCOUNTS = """
 [alice]
@@ -41,6 +44,19 @@ async def eventually(condition, timeout: float = 5.0) -> None:  # type: ignore[n
         await asyncio.sleep(0.01)
 
 
+@asynccontextmanager
+async def gateway_and_ami(tmp_path: Path, accounts: str = ACCOUNTS, **double: str) -> AsyncIterator[tuple[Gateway, AmiServer]]:
+    """A gateway logged in to an AMI double."""
+    ami = AmiServer(**double)
+    await ami.start()
+    try:
+        async with running_gateway(tmp_path, accounts + ami_section(ami.port)) as gw:
+            await eventually(lambda: gw.ami is not None and gw.ami.connected)
+            yield gw, ami
+    finally:
+        await ami.stop()
+
+
 async def dial(port: int, script: str) -> dict[str, str]:
     return (await FakeAsterisk(port).agi(script)).skype()
 
@@ -51,10 +67,7 @@ def user_events(ami: AmiServer, name: str) -> list:  # type: ignore[type-arg]
 
 def test_full_loop_bob_calls_alice_through_the_dialplan(tmp_path: Path) -> None:
     async def body() -> None:
-        ami = AmiServer()
-        await ami.start()
-        async with running_gateway(tmp_path, ACCOUNTS + ami_section(ami.port)) as gw:
-            await eventually(lambda: gw.ami is not None and gw.ami.connected)
+        async with gateway_and_ami(tmp_path) as (gw, ami):
             started = await dial(gw.agi.port, "call-start?account=bob&user-name=alice")
             assert started["SKYPE_STATUS"] == "SUCCESS"
             await eventually(lambda: ami.actions("Originate"))
@@ -76,15 +89,12 @@ def test_full_loop_bob_calls_alice_through_the_dialplan(tmp_path: Path) -> None:
                            for e in user_events(ami, "SkypeCallStatus"))
 
             await eventually(lambda: in_progress("alice", incoming) and in_progress("bob", started["SKYPE_CALL_ID"]))
-        await ami.stop()
     run(body())
 
 
 def test_chat_injection_arrives_as_one_harmless_header(tmp_path: Path) -> None:
     async def body() -> None:
-        ami = AmiServer()
-        await ami.start()
-        async with running_gateway(tmp_path, ACCOUNTS + ami_section(ami.port)) as gw:
+        async with gateway_and_ami(tmp_path) as (gw, ami):
             body_text = "hi\r\nEvent: Fake\r\nAccount: mallory"
             sent = await dial(gw.agi.port, f"chatmessage-send?account=alice&user-name=bob&message-body={quote(body_text, safe='')}")
             assert sent["SKYPE_STATUS"] == "SUCCESS"
@@ -93,7 +103,6 @@ def test_chat_injection_arrives_as_one_harmless_header(tmp_path: Path) -> None:
                 assert [k for k, _ in event.headers].count("Event") == 0
                 assert [v for k, v in event.headers if k == "Account"] in (["alice"], ["bob"])
                 assert event.get("Body") == "hi\\r\\nEvent: Fake\\r\\nAccount: mallory"
-        await ami.stop()
     run(body())
 
 
@@ -121,28 +130,21 @@ def test_fastagi_serves_while_ami_is_down_and_events_go_out_in_order_later(tmp_p
 
 def test_failed_originate_applies_the_unanswered_policy(tmp_path: Path) -> None:
     async def body() -> None:
-        ami = AmiServer(originate_response="Failure")
-        await ami.start()
-        async with running_gateway(tmp_path, ACCOUNTS.replace("[bob]\ntype = account", "[bob]\ntype = account\nunanswered = voicemail")
-                                   + ami_section(ami.port)) as gw:
+        voicemail_bob = ACCOUNTS.replace("[bob]\ntype = account", "[bob]\ntype = account\nunanswered = voicemail")
+        async with gateway_and_ami(tmp_path, voicemail_bob, originate_response="Failure") as (gw, _):
             rec = Recorder(gw.bus)
-            await eventually(lambda: gw.ami is not None and gw.ami.connected)
             await dial(gw.agi.port, "call-start?account=alice&user-name=bob")
             ringing = await rec.wait(lambda e: e.account == "bob" and e.fields.get("Status") == "RINGING")
             await rec.status("bob", ringing.fields["CallID"], "VM_BUFFERING_GREETING", timeout=3)
-        await ami.stop()
     run(body())
 
 
 def test_remote_dtmf_is_played_on_the_bridged_channel(tmp_path: Path) -> None:
     async def body() -> None:
-        ami = AmiServer()
-        await ami.start()
-        async with running_gateway(tmp_path, ACCOUNTS + ami_section(ami.port)) as gw:
-            await eventually(lambda: gw.ami is not None and gw.ami.connected)
+        async with gateway_and_ami(tmp_path) as (gw, ami):
+            assert gw.ami is not None
             gw.ami.play_dtmf("PJSIP/100-00000001", "5")
             await eventually(lambda: ami.actions("PlayDTMF"))
             action = ami.actions("PlayDTMF")[0]
             assert (action.get("Channel"), action.get("Digit")) == ("PJSIP/100-00000001", "5")
-        await ami.stop()
     run(body())

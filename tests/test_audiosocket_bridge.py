@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Recorder, running_gateway, run
-from doubles.asterisk_agi import FakeAsterisk
+from conftest import Dialplan, Recorder, running_gateway, run
 from doubles.audiosocket_client import SLIN, SLIN16, AsteriskAudioSocket
 
 SETUP = """
@@ -32,14 +31,9 @@ def tone_burst(rate: int, silence: float, seconds: float, freq: float = 440) -> 
     return bytes(int(rate * silence) * 2) + tone.tobytes()
 
 
-async def dial(port: int, account: str, action: str, **args: str) -> dict[str, str]:
-    query = "&".join([f"account={account}"] + [f"{k.replace('_', '-')}={v}" for k, v in args.items()])
-    return (await FakeAsterisk(port).agi(f"{action}?{query}")).skype()
-
-
 async def bridged_echo_call(gw, kind: int) -> tuple[str, AsteriskAudioSocket]:  # type: ignore[no-untyped-def]
     rec = Recorder(gw.bus)
-    started = await dial(gw.agi.port, "alice", "call-start", user_name="echo123")
+    started = await Dialplan(gw.agi.port)("alice", "call-start", user_name="echo123")
     await rec.status("alice", started["SKYPE_CALL_ID"], "INPROGRESS")
     client = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.UUID(started["SKYPE_CALL_UUID"]), kind)
     return started["SKYPE_CALL_ID"], client
@@ -99,7 +93,7 @@ def test_skype_side_hangup_closes_the_socket(tmp_path: Path) -> None:
             call, client = await bridged_echo_call(gw, SLIN16)
             sending = asyncio.create_task(client.send_audio(bytes(640 * 50)))
             await asyncio.sleep(0.1)
-            assert (await dial(gw.agi.port, "alice", "call-hangup", call_id=call))["SKYPE_STATUS"] == "SUCCESS"
+            assert (await Dialplan(gw.agi.port)("alice", "call-hangup", call_id=call))["SKYPE_STATUS"] == "SUCCESS"
             await client.wait_closed()
             assert client.kinds()[-1] == 0x00 and client.violation is None  # hangup message, then close
             sending.cancel()
@@ -110,9 +104,9 @@ def test_account_to_account_over_two_audiosockets(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, SETUP) as gw:
             rec = Recorder(gw.bus)
-            started = await dial(gw.agi.port, "alice", "call-start", user_name="bob")
+            started = await Dialplan(gw.agi.port)("alice", "call-start", user_name="bob")
             ringing = await rec.wait(lambda e: e.account == "bob" and e.fields.get("Status") == "RINGING")
-            await dial(gw.agi.port, "bob", "call-answer", call_id=ringing.fields["CallID"])
+            await Dialplan(gw.agi.port)("bob", "call-answer", call_id=ringing.fields["CallID"])
             alice = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.UUID(started["SKYPE_CALL_UUID"]), SLIN16)
             bob = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.UUID(ringing.fields["UUID"]), SLIN)
             listening = asyncio.create_task(bob.send_audio(bytes(320 * 60)))

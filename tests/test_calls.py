@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNTS, Recorder, running_gateway, run
-from doubles.asterisk_agi import FakeAsterisk
+from conftest import ACCOUNTS, Dialplan, Recorder, running_gateway, run
 from fastagi.network.embedded import Timing
 
 FAST = "ring_delay = 0.01\nanswer_delay = 0.02\n"
@@ -21,19 +20,6 @@ CALL_USERS = "".join(
 ) + "\n[novm]\ntype = user\nbehaviour = voicemail\nvoicemail = no\n" + FAST
 CALL_ACCOUNTS = ACCOUNTS + "\n[carl]\ntype = account\nvoicemail = no\n"
 GENERAL = "ring_timeout = 0.3"
-
-
-class Dialplan:
-    """Runs actions like AGI() lines in a dialplan, one fake channel per account."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    async def __call__(self, account: str, action: str, **args: str) -> dict[str, str]:
-        query = "&".join([f"account={account}"] + [f"{k.replace('_', '-')}={v}" for k, v in args.items()])
-        result = await FakeAsterisk(self.port).agi(f"{action}?{query}")
-        assert result.agistatus == "SUCCESS"
-        return result.skype()
 
 
 def scenario(test):  # type: ignore[no-untyped-def]

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Recorder, running_gateway, run
-from doubles.asterisk_agi import FakeAsterisk
+from conftest import Dialplan, Recorder, running_gateway, run
 
 USERS = "\n[echo123]\ntype = user\nbehaviour = echo\nring_delay = 0.01\nanswer_delay = 0.01\n"
 ACCOUNTS = "".join(f"\n[{n}]\ntype = account\n" for n in ("alice", "bob", "carl"))
@@ -48,16 +47,7 @@ def dominant(samples: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spectrum)])
 
 
-class Dial:
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    async def __call__(self, account: str, action: str, **args: str) -> dict[str, str]:
-        query = "&".join([f"account={account}"] + [f"{k.replace('_', '-')}={v}" for k, v in args.items()])
-        return (await FakeAsterisk(self.port).agi(f"{action}?{query}")).skype()
-
-
-async def answered_call(gw, dial: Dial, rec: Recorder, caller: str, callee: str) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
+async def answered_call(gw, dial: Dialplan, rec: Recorder, caller: str, callee: str) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
     out = (await dial(caller, "call-start", user_name=callee))["SKYPE_CALL_ID"]
     if callee not in gw.manager.accounts:
         await rec.status(caller, out, "INPROGRESS")
@@ -73,7 +63,7 @@ async def answered_call(gw, dial: Dial, rec: Recorder, caller: str, callee: str)
 def test_tone_through_echo123_is_recorded_at_440_hz(tmp_path: Path, record_rate: int) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, ACCOUNTS + USERS, f"record_rate = {record_rate}") as gw:
-            dial, rec = Dial(gw.agi.port), Recorder(gw.bus)
+            dial, rec = Dialplan(gw.agi.port), Recorder(gw.bus)
             tone(tmp_path / "media" / "tone.wav", 440, 3.0, rate=44100)
             call, _ = await answered_call(gw, dial, rec, "alice", "echo123")
             assert (await dial("alice", "call-set-input-file", call_id=call, file_name="tone.wav"))["SKYPE_STATUS"] == "SUCCESS"
@@ -92,7 +82,7 @@ def test_tone_through_echo123_is_recorded_at_440_hz(tmp_path: Path, record_rate:
 def test_account_to_account_audio_reaches_the_other_side(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, ACCOUNTS + USERS, "record_rate = 16000") as gw:
-            dial, rec = Dial(gw.agi.port), Recorder(gw.bus)
+            dial, rec = Dialplan(gw.agi.port), Recorder(gw.bus)
             tone(tmp_path / "media" / "a440.wav", 440, 2.0, rate=8000, width=1)  # 8-bit 8 kHz input
             out, incoming = await answered_call(gw, dial, rec, "alice", "bob")
             await dial("alice", "call-set-input-file", call_id=out, file_name="a440.wav")
@@ -111,7 +101,7 @@ def test_account_to_account_audio_reaches_the_other_side(tmp_path: Path) -> None
 def test_three_party_conference_mixes_without_self_echo(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, ACCOUNTS + USERS, "record_rate = 16000") as gw:
-            dial, rec = Dial(gw.agi.port), Recorder(gw.bus)
+            dial, rec = Dialplan(gw.agi.port), Recorder(gw.bus)
             tone(tmp_path / "media" / "a440.wav", 440, 2.0, rate=48000, channels=2)
             tone(tmp_path / "media" / "b1000.wav", 1000, 2.0, rate=22050)
             first, bob_call = await answered_call(gw, dial, rec, "alice", "bob")
@@ -141,7 +131,7 @@ def test_three_party_conference_mixes_without_self_echo(tmp_path: Path) -> None:
 def test_bad_files_are_refused_and_leave_the_file_system_untouched(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, ACCOUNTS + USERS) as gw:
-            dial, rec = Dial(gw.agi.port), Recorder(gw.bus)
+            dial, rec = Dialplan(gw.agi.port), Recorder(gw.bus)
             media = tmp_path / "media"
             (media / "taken.wav").write_bytes(b"keep me")
             (media / "notes.wav").write_text("this is not a WAV file")
@@ -183,7 +173,7 @@ def test_bad_files_are_refused_and_leave_the_file_system_untouched(tmp_path: Pat
 def test_two_calls_racing_for_one_file_name(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, ACCOUNTS + USERS) as gw:
-            dial, rec = Dial(gw.agi.port), Recorder(gw.bus)
+            dial, rec = Dialplan(gw.agi.port), Recorder(gw.bus)
             first, _ = await answered_call(gw, dial, rec, "alice", "echo123")
             second, _ = await answered_call(gw, dial, rec, "bob", "echo123")
             results = await asyncio.gather(
