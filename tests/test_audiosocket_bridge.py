@@ -73,7 +73,7 @@ def test_dtmf_both_ways(tmp_path: Path) -> None:
             played: list[tuple[str, str]] = []
             gw.bridge.play_dtmf = lambda channel, digit: played.append((channel, digit))
             call, client = await bridged_echo_call(gw, SLIN)
-            gw.manager.calls[int(call)].asterisk_channel = "PJSIP/100-00000001"
+            assert gw.manager.calls[int(call)].asterisk_channel == "Local/s@cap-00000000;2"  # the channel of call-start
             await client.send_audio(bytes(640))
             client.send_dtmf("7")  # Asterisk → Skype: echo123 sends it back → PlayDTMF on the channel
             event = await rec.wait(lambda e: e.kind.value == "DTMF")
@@ -82,7 +82,7 @@ def test_dtmf_both_ways(tmp_path: Path) -> None:
                 if played:
                     break
                 await asyncio.sleep(0.01)
-            assert played == [("PJSIP/100-00000001", "7")]
+            assert played == [("Local/s@cap-00000000;2", "7")]
             await client.hang_up()
     run(body())
 

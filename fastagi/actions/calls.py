@@ -17,6 +17,7 @@ CALL_ERRORS = (errors.UNKNOWN_CALL, errors.INVALID_CALL_STATUS)
         errors=(errors.UNKNOWN_USER, errors.NOT_AUTHORIZED, errors.UNKNOWN_CALL))
 async def call_start(ctx: ActionContext, user_name: str) -> dict[str, object]:
     call = await ctx.manager.start_call(ctx.account, user_name)
+    call.asterisk_channel = ctx.channel  # DTMF from the Skype user is played there
     return {"call-id": call.id, "call-uuid": call.uuid}
 
 
@@ -28,7 +29,8 @@ async def call_hangup(ctx: ActionContext, call_id: int) -> None:
 
 @action("call-answer", "Answer an incoming ringing call.", arguments=(CALL,), errors=CALL_ERRORS)
 async def call_answer(ctx: ActionContext, call_id: int) -> None:
-    await ctx.manager.answer(ctx.account, call_id)
+    call = await ctx.manager.answer(ctx.account, call_id)
+    call.asterisk_channel = ctx.channel  # DTMF from the Skype user is played there
 
 
 @action("call-hold", "Put a call in progress on hold.", arguments=(CALL,), errors=CALL_ERRORS)

@@ -22,3 +22,4 @@ class ActionContext:
     account: str  # "" for actions that use no account
     media: MediaSettings = field(default_factory=MediaSettings)
     services: dict[str, Any] = field(default_factory=dict)
+    channel: str = ""  # the Asterisk channel that ran the action (agi_channel), if any

@@ -80,7 +80,7 @@ class Dispatcher:
         try:
             if name in ACTIONS:  # an unknown name is reported as such, whatever its arguments
                 raw = parse_arguments(env)
-            outcome = await self.execute(name, raw, lambda: self._channel_account(session))
+            outcome = await self.execute(name, raw, lambda: self._channel_account(session), env.get("agi_channel"))
         except SkypeError as exc:  # arguments that cannot be read
             outcome = Outcome(ACTIONS[name], error=exc)
         commands = await self._result_commands(session, outcome)
@@ -97,16 +97,19 @@ class Dispatcher:
         self._finished("control", "control", name, raw, outcome, started)
         return outcome
 
-    async def execute(self, name: str, raw: dict[str, str], channel_account: ChannelAccount | None = None) -> Outcome:
+    async def execute(
+        self, name: str, raw: dict[str, str], channel_account: ChannelAccount | None = None, channel: str = ""
+    ) -> Outcome:
         """Run action `name` with its raw arguments; every failure ends up in the outcome.
 
-        `channel_account` reads the account variable of the calling channel, where there is one.
+        `channel_account` reads the account variable of the calling channel, where there is
+        one; `channel` is that channel's name.
         """
         outcome = Outcome(ACTIONS.get(name))
         try:
             if outcome.action is None:
                 raise SkypeError(errors.UNKNOWN_ACTION, f"no action named {name!r}" if name else "the AGI URL names no action")
-            await self._run(outcome.action, raw, outcome, channel_account)
+            await self._run(outcome.action, raw, outcome, channel_account, channel)
         except SkypeError as exc:
             outcome.error = exc
         except Exception as exc:  # noqa: BLE001 - the caller must always get an answer
@@ -118,12 +121,14 @@ class Dispatcher:
         """The channel variables `outcome` sets, by their full names (`SKYPE_CALL_ID`)."""
         return {variable(self.prefix, name): value for name, value in result_pairs(outcome)}
 
-    async def _run(self, action: Action, raw: dict[str, str], outcome: Outcome, channel_account: ChannelAccount | None) -> None:
+    async def _run(
+        self, action: Action, raw: dict[str, str], outcome: Outcome, channel_account: ChannelAccount | None, channel: str
+    ) -> None:
         values = action.validate(raw)
         account = ""
         if action.uses_account:
             account = await self._account(raw.get("account"), channel_account)
-        context = ActionContext(self.manager, account, self.media, self.services)
+        context = ActionContext(self.manager, account, self.media, self.services, channel)
         result = await action.handler(context, **values)
         if isinstance(result, list):
             outcome.rows = result
