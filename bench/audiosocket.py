@@ -1,14 +1,21 @@
 """Bridged calls one core sustains: N Skype calls to echo123, each bridged to an AudioSocket.
 
-The gateway runs alone in a child process (one Python thread: one core). This process
+The gateway runs alone in a child process, pinned to one core (so is everything it
+runs, threads of native libraries included); this process, pinned to another core,
 plays Asterisk: it starts each call with a FastAGI `call-start`, connects an
 AudioSocket with the returned `SKYPE_CALL_UUID`, and sends 20 ms frames of a tone on a
 real clock for every connection while reading what comes back. Figures per run, over
 the measured window: the gateway's media ticks, late ticks (started > 10 ms after
 their deadline, skipped ones included), the gateway's CPU per tick and its share of one
-core, and jitter-buffer underruns. The first run (1 call) is the baseline.
+core, jitter-buffer underruns, the audio that came back (bytes received against one
+frame per call and tick), and this load generator's own late send rounds (> 10 ms
+behind its schedule: then the gateway was not offered the load the row claims). The
+first run is the baseline.
 
-    python -m bench.audiosocket [--seconds 5] [--kind 16|18] [--calls 1 100 250 500]
+With `--phases N` the calls send in N groups spread evenly over each 20 ms, as
+channels with clocks of their own do, rather than all at the same moment.
+
+    python -m bench.audiosocket [--seconds 5] [--kind 10|12] [--calls 1 100 250 500] [--phases 1]
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import resource
 import struct
 import tempfile
@@ -42,10 +50,18 @@ ring_delay = 0
 answer_delay = 0
 """
 HEADER = struct.Struct("!BH")
+GATEWAY_CPU, LOAD_CPU = 0, 1
+
+
+def pin(cpu: int) -> None:
+    """Run this process on `cpu` only, where the machine has cores to spare."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > max(GATEWAY_CPU, LOAD_CPU):
+        os.sched_setaffinity(0, {cpu})
 
 
 # -- the gateway, alone in its process ---------------------------------------------------
 def gateway_process(folder: str, pipe) -> None:  # type: ignore[no-untyped-def]
+    pin(GATEWAY_CPU)
     asyncio.run(_gateway(folder, pipe))
 
 
@@ -89,7 +105,19 @@ async def call_start(port: int) -> str:
     return uuid
 
 
-async def load(agi_port: int, audio_port: int, calls: int, seconds: float, kind: int, pipe) -> dict[str, float]:  # type: ignore[no-untyped-def]
+class AsteriskSide(asyncio.Protocol):
+    """Asterisk's end of one AudioSocket connection: counts what the gateway sends back."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+
+
+async def load(  # type: ignore[no-untyped-def]
+    agi_port: int, audio_port: int, calls: int, seconds: float, kind: int, phases: int, pipe
+) -> dict[str, float]:
     uuids: list[str] = []
     for start in range(0, calls, 50):
         uuids += await asyncio.gather(*(call_start(agi_port) for _ in range(start, min(calls, start + 50))))
@@ -97,29 +125,34 @@ async def load(agi_port: int, audio_port: int, calls: int, seconds: float, kind:
     rate = 8000 if kind == 0x10 else 16000
     samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate // 50) / rate)).astype("<i2").tobytes()
     frame = HEADER.pack(kind, len(samples)) + samples
-    streams = []
-    for uuid in uuids:
-        reader, writer = await asyncio.open_connection("127.0.0.1", audio_port)
-        writer.write(HEADER.pack(0x01, 16) + bytes.fromhex(uuid.replace("-", "")))
-        streams.append((reader, writer))
-    drains = [asyncio.create_task(_drain(reader)) for reader, _ in streams]
     loop = asyncio.get_running_loop()
+    transports: list[asyncio.Transport] = []
+    sides: list[AsteriskSide] = []
+    for uuid in uuids:
+        transport, side = await loop.create_connection(AsteriskSide, "127.0.0.1", audio_port)
+        transport.write(HEADER.pack(0x01, 16) + bytes.fromhex(uuid.replace("-", "")))
+        transports.append(transport)
+        sides.append(side)
+    groups = [transports[phase::phases] for phase in range(phases)]
 
-    async def send_for(duration: float) -> None:
-        origin = loop.time()
-        for n in range(int(duration * 50)):
-            await asyncio.sleep(max(0.0, origin + n * 0.02 - loop.time()))
-            for _, writer in streams:
-                writer.write(frame)
+    async def send_for(duration: float) -> tuple[int, int]:
+        """Send for `duration` seconds; (send rounds, rounds started > 10 ms late)."""
+        origin, period, late = loop.time(), 0.02 / phases, 0
+        rounds = int(duration * 50) * phases
+        for n in range(rounds):
+            due = origin + n * period
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            late += loop.time() - due > 0.010
+            for transport in groups[n % phases]:
+                transport.write(frame)
+        return rounds, late
 
     await send_for(1.0)  # warm up: jitter buffers fill, resamplers settle
-    before = await _report(pipe)
-    await send_for(seconds)
-    after = await _report(pipe)
-    for _, writer in streams:
-        writer.close()
-    for task in drains:
-        task.cancel()
+    before, received = await _report(pipe), sum(side.received for side in sides)
+    rounds, late_rounds = await send_for(seconds)
+    after, received = await _report(pipe), sum(side.received for side in sides) - received
+    for transport in transports:
+        transport.close()
     ticks = after["ticks"] - before["ticks"]
     return {
         "calls": calls, "bridged": after["active"], "ticks": ticks,
@@ -127,12 +160,9 @@ async def load(agi_port: int, audio_port: int, calls: int, seconds: float, kind:
         "cpu_ms_per_tick": 1000 * (after["cpu"] - before["cpu"]) / max(ticks, 1),
         "core_pct": 100 * (after["cpu"] - before["cpu"]) / seconds,
         "underruns": after["underruns"] - before["underruns"],
+        "back_pct": 100 * received / max(ticks * calls * len(frame), 1),
+        "gen_late_pct": 100 * late_rounds / rounds,
     }
-
-
-async def _drain(reader: asyncio.StreamReader) -> None:
-    while await reader.read(65536):
-        pass
 
 
 async def _report(pipe) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -140,7 +170,7 @@ async def _report(pipe) -> dict[str, float]:  # type: ignore[no-untyped-def]
     return await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
 
 
-def run_one(calls: int, seconds: float, kind: int) -> dict[str, float]:
+def run_one(calls: int, seconds: float, kind: int, phases: int = 1) -> dict[str, float]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
     with tempfile.TemporaryDirectory() as folder:
@@ -149,7 +179,7 @@ def run_one(calls: int, seconds: float, kind: int) -> dict[str, float]:
         child.start()
         agi_port, audio_port = ours.recv()
         try:
-            return asyncio.run(load(agi_port, audio_port, calls, seconds, kind, ours))
+            return asyncio.run(load(agi_port, audio_port, calls, seconds, kind, phases, ours))
         finally:
             ours.send("stop")
             child.join(30)
@@ -158,16 +188,20 @@ def run_one(calls: int, seconds: float, kind: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--kind", type=lambda v: int(v, 16), default=0x10, help="16 (8 kHz) or 18 (16 kHz), hex")
+    parser.add_argument("--kind", type=lambda v: int(v, 16), default=0x10, help="10 (8 kHz) or 12 (16 kHz), hex")
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 100, 250, 500])
+    parser.add_argument("--phases", type=int, default=1, help="send groups spread over each 20 ms")
     args = parser.parse_args()
-    print(f"{'calls':>6} {'bridged':>8} {'ticks':>6} {'late %':>7} {'cpu ms/tick':>12} {'core %':>7} {'x base':>7} {'underruns':>9}")
+    pin(LOAD_CPU)
+    print(f"{'calls':>6} {'bridged':>8} {'ticks':>6} {'late %':>7} {'cpu ms/tick':>12} {'core %':>7} {'x base':>7} "
+          f"{'underruns':>9} {'back %':>7} {'gen late %':>10}")
     baseline = None
     for calls in args.calls:
-        row = run_one(calls, args.seconds, args.kind)
+        row = run_one(calls, args.seconds, args.kind, args.phases)
         baseline = baseline or row["cpu_ms_per_tick"]
         print(f"{row['calls']:>6} {row['bridged']:>8} {row['ticks']:>6} {row['late_pct']:>7.2f} "
-              f"{row['cpu_ms_per_tick']:>12.3f} {row['core_pct']:>7.1f} {row['cpu_ms_per_tick'] / baseline:>7.1f} {row['underruns']:>9}")
+              f"{row['cpu_ms_per_tick']:>12.3f} {row['core_pct']:>7.1f} {row['cpu_ms_per_tick'] / baseline:>7.1f} "
+              f"{row['underruns']:>9} {row['back_pct']:>7.1f} {row['gen_late_pct']:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ from .audiosocket.server import AudioSocketServer
 from .audiosocket.server import MediaSettings as SocketMediaSettings
 from .bridge import CallBridge
 from .config import PROFILE_KEYS, Config, Section
+from .control import start_control
 from .manager.accounts import Account, AccountManager
 from .manager.events import EventBus
 from .manager.store import Store
 from .media.callmedia import CallMedia
 from .media.engine import MediaEngine
+from .metrics import start_metrics
 from .network.driver import Profile
 from .network.embedded import EmbeddedNetwork, ScriptedUser, Timing
 
@@ -114,6 +116,8 @@ class Gateway:
         return call.conference_id if call is not None and call.account == account else None
 
     async def start(self) -> None:
+        self.control = await start_control(self)  # first: refuses to run beside a live server
+        self.metrics = start_metrics(self)  # None unless [general] metrics is set
         self.media.start()
         if self.audiosocket is not None:
             await self.audiosocket.start()
@@ -127,6 +131,9 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop accepting, let sessions finish (bounded), end calls, flush state."""
+        await self.control.stop()  # no admin action once shutdown begins
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)  # blocks up to 0.5 s
         await self.agi.stop(self.config.general.shutdown_grace)
         if self.audiosocket is not None:
             await self.audiosocket.stop()

@@ -1,33 +1,114 @@
-"""The `skype-fastagi` command: `serve` and `check-config`."""
+"""The `skype-fastagi` command: `serve` and `check-config`, and the admin commands that talk
+to a running server over its control socket: `show`, `call` and `action`.
+
+Admin commands print aligned tables for people (in the manner of Asterisk's `core show
+channels`) and JSON with `--json` for scripts. They exit 0 on success, 1 when the server
+cannot be reached or an action fails, 2 on a usage error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
+from pathlib import Path
+from typing import Any, Callable
 
 from . import __version__
+from .actions import ACTIONS
+from .actions.registry import Action
 from .config import Config, ConfigError, default_config, load_config
+from .control.client import ControlClient, ControlError
+from .control.protocol import SHOWABLE, Message, RunAction, Show, Table, table_of
 
 log = logging.getLogger("fastagi")
 
+PROG = "skype-fastagi"
+CALL_PREFIX = "call-"  # `call-start` is `skype-fastagi call start`
+MAX_CELL = 48  # table cells past this are cut (the last column never is)
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skype-fastagi", description="Skype ⇄ Asterisk gateway (FastAGI, AMI, AudioSocket)")
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Skype ⇄ Asterisk gateway (FastAGI, AMI, AudioSocket)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", metavar="FILE", help="configuration file (default: embedded defaults)")
+    serve.set_defaults(run=lambda args: serve_command(args.config))
     check = commands.add_parser("check-config", help="report every problem of a configuration file")
     check.add_argument("file")
-    args = parser.parse_args(argv)
-    if args.command == "check-config":
-        return check_config(args.file)
-    return serve_command(args.config)
+    check.set_defaults(run=lambda args: check_config(args.file))
+
+    client = _client_options()
+    show = commands.add_parser("show", parents=[client], help="show accounts, live calls, chats or recent events")
+    show.add_argument("what", choices=SHOWABLE)
+    show.add_argument("--follow", action="store_true", help="events: go on printing new events until interrupted")
+
+    def run_show(args: argparse.Namespace) -> int:
+        if args.follow and args.what != "events":
+            show.error("--follow is only for `show events`")
+        return _client_command(args, show_command)
+
+    show.set_defaults(run=run_show)
+
+    call = commands.add_parser("call", help="run a call action (call-start is `call start`, …)")
+    call_actions = call.add_subparsers(dest="call_action", required=True, metavar="ACTION")
+    for name, action in ACTIONS.items():
+        if name.startswith(CALL_PREFIX):
+            _add_action_parser(call_actions, name.removeprefix(CALL_PREFIX), action, client)
+
+    generic = commands.add_parser(
+        "action", parents=[client], help="run any action with name=value arguments",
+        epilog="actions: " + ", ".join(sorted(ACTIONS)),
+    )
+    generic.add_argument("name", metavar="NAME", help="the action, as in agi://HOST/NAME")
+    generic.add_argument("arguments", nargs="*", metavar="name=value", type=_name_value,
+                         help="its arguments, as in the AGI URL but not percent-encoded")
+
+    def run_generic(args: argparse.Namespace) -> int:
+        names = [name for name, _ in args.arguments]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            generic.error(f"argument {twice[0]!r} given twice")
+        return _client_command(args, generic_command)
+
+    generic.set_defaults(run=run_generic)
+    return parser
 
 
+def _client_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--json", action="store_true", help="print JSON for scripts")
+    options.add_argument("--socket", metavar="PATH", help="control socket (default: the config's control_socket)")
+    options.add_argument("--config", metavar="FILE", help="read control_socket from this configuration file")
+    return options
+
+
+def _add_action_parser(parent: Any, command: str, action: Action, client: argparse.ArgumentParser) -> None:
+    sub = parent.add_parser(command, parents=[client], help=action.doc, description=action.doc)
+    if action.uses_account:
+        sub.add_argument("--account", metavar="NAME", help="the Skype account (needed when several are registered)")
+    for argument in action.arguments:
+        sub.add_argument(f"--{argument.name}", dest=argument.name, metavar="VALUE", required=argument.required, help=argument.doc)
+    sub.set_defaults(run=lambda args: _client_command(args, call_command), action_name=action.name)
+
+
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not name=value")
+    return name, value
+
+
+# -- serve, check-config --------------------------------------------------------------
 def check_config(path: str) -> int:
     try:
         config = load_config(path)
@@ -71,6 +152,133 @@ async def _serve(config: Config) -> None:
     await stop.wait()
     log.info("shutting down")
     await gateway.stop()
+
+
+# -- admin commands ---------------------------------------------------------------------
+ClientCommand = Callable[[ControlClient, argparse.Namespace], int]
+
+
+def _client_command(args: argparse.Namespace, command: ClientCommand) -> int:
+    """Connect to the control socket and run `command(client, args)`; one line on stderr if that fails."""
+    try:
+        path = _socket_path(args)
+        with ControlClient(path) as client:
+            return command(client, args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+    except ControlError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+def _socket_path(args: argparse.Namespace) -> Path:
+    if args.socket:
+        return Path(args.socket)
+    config = load_config(args.config) if args.config else default_config()
+    return Path(config.general.control_socket)
+
+
+def show_command(client: ControlClient, args: argparse.Namespace) -> int:
+    reply = client.request(Show(args.what, args.follow))
+    if not reply["ok"]:
+        return _refused(reply)
+    table = table_of(reply)
+    if args.follow:
+        return _follow(client, table, args.json)
+    if args.json:
+        print(json.dumps(table.records(), indent=2, ensure_ascii=False))
+    else:
+        print(render_table(table, args.what))
+    return 0
+
+
+def _follow(client: ControlClient, history: Table, as_json: bool) -> int:
+    """Print the recent events, then each new one, until interrupted or the server goes."""
+    show = _json_line if as_json else event_line
+    try:
+        for record in history.records():
+            print(show(record), flush=True)
+        for message in client.stream():
+            if "event" not in message:
+                return _refused(message)
+            print(show(message["event"]), flush=True)
+    except (KeyboardInterrupt, BrokenPipeError):
+        return 0
+    print(f"{PROG}: the server closed the connection", file=sys.stderr)
+    return 1
+
+
+def generic_command(client: ControlClient, args: argparse.Namespace) -> int:
+    return _run_action(client, args, args.name, dict(args.arguments))
+
+
+def call_command(client: ControlClient, args: argparse.Namespace) -> int:
+    action = ACTIONS[args.action_name]
+    raw = {name: value for name in action.accepted_names() if (value := getattr(args, name, None)) is not None}
+    return _run_action(client, args, action.name, raw)
+
+
+def _run_action(client: ControlClient, args: argparse.Namespace, name: str, raw: dict[str, str]) -> int:
+    reply = client.request(RunAction(name, raw))
+    if not reply["ok"]:
+        return _refused(reply)
+    if args.json:
+        print(json.dumps({k: reply[k] for k in ("result", "text", "variables")}, indent=2, ensure_ascii=False))
+    else:
+        for variable, value in reply["variables"].items():
+            print(f"{variable}={_printable(value)}")
+    if reply["result"] == "SUCCESS":
+        return 0
+    print(f"{PROG}: {name} failed: {reply['result']}: {_printable(reply['text'])}", file=sys.stderr)
+    return 1
+
+
+def _refused(reply: Message) -> int:
+    print(f"{PROG}: {_printable(reply.get('error', 'the server refused the request'))}", file=sys.stderr)
+    return 1
+
+
+# -- output -----------------------------------------------------------------------------
+def render_table(table: Table, what: str) -> str:
+    """Aligned columns under a header, then a count: `2 accounts`."""
+    header = [column.replace("_", " ").capitalize() for column in table.columns]
+    last = len(table.columns) - 1
+    rows = [[_cell(value, cut=i != last) for i, value in enumerate(row)] for row in table.rows]
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    numeric = [bool(table.rows) and all(isinstance(row[i], int) for row in table.rows) for i in range(len(header))]
+    lines = [
+        "  ".join(text.rjust(width) if right else text.ljust(width) for text, width, right in zip(line, widths, numeric)).rstrip()
+        for line in [header, *rows]
+    ]
+    noun = what[:-1] if len(table.rows) == 1 else what
+    return "\n".join([*lines, f"{len(table.rows)} {noun}"])
+
+
+def event_line(record: dict[str, Any]) -> str:
+    return f"{record['time']}  {record['kind']:<13}  {_printable(record['account']):<12}  {_cell(record['fields'], cut=False)}"
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False)
+
+
+def _cell(value: Any, cut: bool) -> str:
+    if value is None:
+        text = ""
+    elif isinstance(value, dict):
+        text = " ".join(f"{k}={v}" for k, v in value.items() if v not in ("", None))
+    else:
+        text = str(value)
+    text = _printable(text)
+    return text[: MAX_CELL - 1] + "…" if cut and len(text) > MAX_CELL else text
+
+
+def _printable(text: str) -> str:
+    """Skype-side text may hold control characters (terminal escapes): they print as spaces."""
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 if __name__ == "__main__":

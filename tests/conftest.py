@@ -60,6 +60,7 @@ def write_config(tmp_path: Path, body: str, general: str = "") -> Path:
 database = {tmp_path / 'state.db'}
 media_dir = {tmp_path / 'media'}
 incoming_dir = {tmp_path / 'incoming'}
+control_socket = {tmp_path / 'skype-fastagi.ctl'}
 {general}
 {body}
 """

@@ -319,7 +319,7 @@ def test_a_peer_that_does_not_read_costs_dropped_frames_not_memory() -> None:
             counters = conn.counters
             assert counters.dropped_out > 0
             assert counters.frames_out + counters.dropped_out == 20000
-            assert conn._writer.transport.get_write_buffer_size() <= 11 * 323
+            assert conn._transport.get_write_buffer_size() <= 11 * 323
             writer.close()
 
     run(scenario)

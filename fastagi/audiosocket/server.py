@@ -9,6 +9,7 @@ Asterisk caller says, `write_frame` what they hear, both 20 ms frames at `ENGINE
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from dataclasses import astuple, dataclass
@@ -21,17 +22,15 @@ from fastagi.audiosocket.codec import (
     Kind,
     ProtocolError,
     State,
-    encode_audio,
+    audio_header,
     encode_hangup,
     pcm_bytes,
 )
 from fastagi.audiosocket.jitter import JitterBuffer
-from fastagi.audiosocket.resample import FrameConverter
+from fastagi.audiosocket.resample import ConversionBatch, Resampler
 from fastagi.media.port import ENGINE_RATE, FRAME_BYTES, FRAME_MS, SILENCE
 
 log = logging.getLogger(__name__)
-
-READ_SIZE = 65536
 
 
 class CallMediaBinder(Protocol):
@@ -73,6 +72,31 @@ class MediaSettings:
     """Unsent frames allowed in the socket's buffer before new ones are dropped."""
 
 
+class RateConversions:
+    """The conversions between each Asterisk rate and the engine's, shared by every call at that rate.
+
+    Asterisk's audio is converted when the engine reads the first call of a tick, for
+    every call at once; what nobody reads (a call not in a room yet) is converted a
+    frame later, so it still reaches its jitter buffer, which bounds it. The engine's
+    audio is converted right after the tick that wrote it, then sent.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._batches: dict[int, tuple[ConversionBatch, ConversionBatch]] = {}
+
+    def at(self, rate: int) -> tuple[ConversionBatch, ConversionBatch]:
+        """(to the engine, to Asterisk) for `rate`."""
+        batches = self._batches.get(rate)
+        if batches is None:
+            a_frame_later = functools.partial(self._loop.call_later, FRAME_MS / 1000)
+            batches = self._batches[rate] = (
+                ConversionBatch(Resampler(rate, ENGINE_RATE, FRAME_MS), a_frame_later),
+                ConversionBatch(Resampler(ENGINE_RATE, rate, FRAME_MS), self._loop.call_soon),
+            )
+        return batches
+
+
 class AudioSocketConnection:
     """One Asterisk channel's audio, as an audio port of the media engine.
 
@@ -80,12 +104,15 @@ class AudioSocketConnection:
     good if it sends none, it is 8 kHz, the only rate of the AudioSocket() application.
     """
 
-    def __init__(self, writer: asyncio.StreamWriter, peer: str, settings: MediaSettings) -> None:
+    def __init__(
+        self, transport: asyncio.WriteTransport, peer: str, settings: MediaSettings, conversions: RateConversions
+    ) -> None:
         self.peer = peer
         self.uuid: uuid.UUID | None = None
         self.ended_by_gateway = False
-        self._writer = writer
+        self._transport = transport
         self._settings = settings
+        self._conversions = conversions
         self._loop = asyncio.get_running_loop()
         self.last_activity = self._loop.time()
         """Loop time of the last bytes received or audio sent."""
@@ -93,6 +120,8 @@ class AudioSocketConnection:
         self._frames_out = 0
         self._dropped_out = 0
         self._hung_up = False
+        self._to_engine: ConversionBatch | None = None
+        self._to_asterisk: ConversionBatch | None = None
         self._use_kind(Kind.AUDIO_8K)
 
     @property
@@ -112,28 +141,26 @@ class AudioSocketConnection:
     @property
     def closed(self) -> bool:
         """True once either side ended the session; audio no longer moves."""
-        return self._hung_up or self._writer.transport.is_closing()
+        return self._hung_up or self._transport.is_closing()
 
     def read_frame(self) -> bytes:
         """What the Asterisk caller said during this tick: FRAME_BYTES at ENGINE_RATE."""
-        if self.closed:
+        if self._hung_up or self._transport.is_closing():
             return SILENCE
-        frame = self._jitter.get()
-        return self._to_engine.convert(frame) if self._to_engine else frame
+        if self._to_engine is not None:
+            self._to_engine.run()  # what every call at this rate sent since the last tick
+        return self._jitter.get()
 
     def write_frame(self, frame: bytes) -> None:
         """What the Asterisk caller hears during this tick; dropped rather than queued."""
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"frame of {len(frame)} bytes, expected {FRAME_BYTES}")
-        if self.closed:
+        if self._hung_up or self._transport.is_closing():
             return
-        pcm = self._to_asterisk.convert(frame) if self._to_asterisk else frame
-        if self._writer.transport.get_write_buffer_size() > self._backlog_limit:
-            self._dropped_out += 1
-            return
-        self._writer.write(encode_audio(self._kind, pcm))
-        self._frames_out += 1
-        self.last_activity = self._loop.time()
+        if self._to_asterisk is None:
+            self._send(frame)
+        else:
+            self._to_asterisk.add(self._out_stream, frame, self._send)
 
     # The names of fastagi.media.port.AudioPort.
     pull = read_frame
@@ -144,65 +171,201 @@ class AudioSocketConnection:
         self.ended_by_gateway = True
         self._hang_up()
 
+    def receive_audio(self, frame: Frame) -> None:
+        if frame.kind is not self._kind:
+            self._use_kind(frame.kind)
+        self._frames_in += 1
+        if self._to_engine is None:
+            self._jitter.put(frame.payload)
+            return
+        pending = self._unconverted
+        pending += frame.payload
+        size = self._frame_bytes
+        while len(pending) >= size:  # whole frames only: the jitter buffer plays nothing less
+            self._to_engine.add(self._in_stream, bytes(pending[:size]), self._jitter.put)
+            del pending[:size]
+
+    def _release(self) -> None:
+        """Give the conversion streams back (the session is over, or the rate changes)."""
+        if self._to_engine is not None and self._to_asterisk is not None:
+            self._to_engine.close(self._in_stream)
+            self._to_asterisk.close(self._out_stream)
+        self._to_engine = self._to_asterisk = None
+
+    def _send(self, pcm: bytes) -> None:
+        if self.closed:  # since the frame was queued for conversion
+            return
+        if self._transport.get_write_buffer_size() > self._backlog_limit:
+            self._dropped_out += 1
+            return
+        self._transport.write(self._audio_header + pcm)
+        self._frames_out += 1
+        self.last_activity = self._loop.time()
+
     def _hang_up(self) -> None:
         """Send the hangup message and half-close; abort if the peer is not reading."""
         if self.closed:
             return
         self._hung_up = True
-        if self._writer.transport.get_write_buffer_size() > self._backlog_limit:
+        if self._transport.get_write_buffer_size() > self._backlog_limit:
             self._abort()
             return
         try:
-            self._writer.write(encode_hangup())
-            self._writer.write_eof()
+            self._transport.write(encode_hangup())
+            self._transport.write_eof()
         except OSError:  # the peer reset the connection meanwhile
             self._abort()
 
-    async def _end(self, reader: asyncio.StreamReader, grace: float) -> None:
+    def _abort(self) -> None:
+        self._hung_up = True
+        self._transport.abort()
+
+    def _use_kind(self, kind: Kind) -> None:
+        """Set up the media path for a rate; only ever before audio flowed in."""
+        rate = AUDIO_RATES[kind]
+        self._release()
+        self._kind = kind
+        self._jitter = JitterBuffer(FRAME_BYTES, self._settings.jitter_target_frames, self._settings.jitter_max_frames)
+        if rate != ENGINE_RATE:
+            self._to_engine, self._to_asterisk = self._conversions.at(rate)
+            self._in_stream = self._to_engine.open()
+            self._out_stream = self._to_asterisk.open()
+        self._unconverted = bytearray()
+        self._frame_bytes = pcm_bytes(rate, FRAME_MS)
+        self._audio_header = audio_header(kind, self._frame_bytes)
+        self._backlog_limit = self._settings.write_backlog_frames * (self._frame_bytes + len(self._audio_header))
+
+
+class _Dropped(Exception):
+    """The server ends the connection because of what the peer did (or did not do)."""
+
+
+class _Session(asyncio.Protocol):
+    """The socket side of one connection: bytes to frames, frames to the call.
+
+    Bytes are parsed and dispatched right in `data_received`, called by the event loop:
+    at 50 messages a second per call, waking a task for every read would cost more than
+    everything else the connection does. The session's course (UUID, then audio until
+    either side ends it) is followed by a task of the server that only awaits `attached`
+    and `finished`.
+    """
+
+    def __init__(self, server: AudioSocketServer) -> None:
+        self._server = server
+        self._parser = AudioSocketParser()
+        self._reading = True
+        self.conn: AudioSocketConnection
+        loop = asyncio.get_running_loop()
+        self.attached: asyncio.Future[uuid.UUID] = loop.create_future()
+        """The call's UUID once the binder took the connection; `_Dropped` if it never will."""
+        self.finished: asyncio.Future[None] = loop.create_future()
+        """Done once the audio stops: the peer closed or hung up, or the gateway closed; `_Dropped` on bad data."""
+        self._peer_done: asyncio.Future[None] = loop.create_future()
+        """Done once the peer sends nothing more (EOF, or the connection is gone)."""
+        self._lost: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        server = self._server
+        self.conn = AudioSocketConnection(transport, _peer_name(transport), server._media, server._conversions)
+        self._server._follow(self)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.last_activity = conn._loop.time()
+        if not self._reading:
+            return  # the session is ending: what the peer still sends is dropped
+        try:
+            frames = self._parser.feed(data)
+        except ProtocolError as error:
+            self._fail(_Dropped(error))
+            return
+        for frame in frames:
+            if conn.closed or not self._reading:
+                break
+            if frame.kind is Kind.UUID:
+                self._attach(uuid.UUID(bytes=frame.payload))
+            elif frame.kind is Kind.DTMF:
+                self._server._binder.dtmf(conn.uuid, frame.payload.decode("ascii"))  # type: ignore[arg-type]
+            elif frame.kind is Kind.ERROR:
+                code = frame.payload.hex() or "no code"
+                log.warning("AudioSocket %s (%s): Asterisk reports an error (%s)", conn.peer, conn.uuid, code)
+            elif frame.kind is not Kind.HANGUP:
+                conn.receive_audio(frame)
+        if conn.closed or self._parser.state is State.CLOSED:
+            self._finish()
+
+    def eof_received(self) -> bool:
+        self._peer_gone(None)
+        return True  # keep the socket open for the hangup message
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._peer_gone(exc)
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    async def end(self, grace: float) -> None:
         """Hang up unless the peer is gone, and close once the peer has closed too.
 
         Closing a socket with unread input resets it, and a reset can destroy the
         hangup message before Asterisk reads it; so what the peer still sends is read
         and dropped until it closes, for at most `grace` seconds.
         """
-        if reader.at_eof():
-            self._hung_up = True  # the peer is gone: nothing to say to it
+        self._reading = False
+        self.conn._release()
+        if self._peer_done.done():
+            self.conn._hung_up = True  # the peer is gone: nothing to say to it
         else:
-            self._hang_up()
+            self.conn._hang_up()
         try:
             async with asyncio.timeout(grace):
-                while await reader.read(READ_SIZE):
-                    pass
-                self._writer.close()
-                await self._writer.wait_closed()
-        except (TimeoutError, OSError):
-            self._abort()
+                await self._peer_done
+                self.conn._transport.close()
+                await self._lost
+        except TimeoutError:
+            self.conn._abort()
 
-    def _abort(self) -> None:
-        self._hung_up = True
-        self._writer.transport.abort()
+    def _attach(self, call: uuid.UUID) -> None:
+        self.conn.uuid = call
+        try:
+            accepted = self._server._binder.attach(call, self.conn)
+        except Exception as error:  # noqa: BLE001 - the server's task logs it
+            self._fail(error)
+            return
+        if not accepted:
+            self._fail(_Dropped("no call accepts this UUID"))
+            return
+        log.info("AudioSocket %s attached to %s", self.conn.peer, call)
+        self.attached.set_result(call)
 
-    def receive_audio(self, frame: Frame) -> None:
-        if frame.kind is not self._kind:
-            self._use_kind(frame.kind)
-        self._jitter.put(frame.payload)
-        self._frames_in += 1
+    def _peer_gone(self, error: Exception | None) -> None:
+        if not self._peer_done.done():
+            self._peer_done.set_result(None)
+        if not self._reading:
+            return  # the session has already ended
+        if not self.attached.done():
+            reason = f"{error} before sending its UUID" if error else "closed before sending its UUID"
+            self._fail(_Dropped(reason))
+        else:
+            if error is not None:
+                log.info("AudioSocket %s (%s): %s", self.conn.peer, self.conn.uuid, error)
+            self._finish()
 
-    def _use_kind(self, kind: Kind) -> None:
-        """Set up the media path for a rate; only ever before audio flowed in."""
-        rate = AUDIO_RATES[kind]
-        self._kind = kind
-        self._jitter = JitterBuffer(
-            pcm_bytes(rate, FRAME_MS), self._settings.jitter_target_frames, self._settings.jitter_max_frames
-        )
-        same = rate == ENGINE_RATE
-        self._to_engine = None if same else FrameConverter(rate, ENGINE_RATE, FRAME_MS)
-        self._to_asterisk = None if same else FrameConverter(ENGINE_RATE, rate, FRAME_MS)
-        self._backlog_limit = self._settings.write_backlog_frames * (pcm_bytes(rate, FRAME_MS) + 3)
+    def _finish(self) -> None:
+        if not self.attached.done():  # the gateway closed it first
+            self._fail(_Dropped("ended before sending its UUID"))
+            return
+        self._reading = False
+        if not self.finished.done():
+            self.finished.set_result(None)
 
-
-class _Dropped(Exception):
-    """The server ends the connection because of what the peer did (or did not do)."""
+    def _fail(self, error: Exception) -> None:
+        """End the session because of `error`, raised by whichever wait is on."""
+        self._reading = False
+        for future in (self.attached, self.finished):
+            if not future.done():
+                future.set_exception(error)
+                return
 
 
 class AudioSocketServer:
@@ -233,6 +396,7 @@ class AudioSocketServer:
         self._close_grace = close_grace
         self._media = media
         self._server: asyncio.Server | None = None
+        self._conversions: RateConversions
         self._handlers: dict[asyncio.Task[None], AudioSocketConnection] = {}
         self._ended = MediaCounters()
         self.connections = 0
@@ -252,7 +416,10 @@ class AudioSocketServer:
         return total
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_client, self._bind, self.port)
+        loop = asyncio.get_running_loop()
+        self._conversions = RateConversions(loop)
+        self._conversions.at(AUDIO_RATES[Kind.AUDIO_8K])  # every AudioSocket() call needs it: built now, not mid-call
+        self._server = await loop.create_server(lambda: _Session(self), self._bind, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("AudioSocket server listening on %s:%d", self._bind, self.port)
 
@@ -272,14 +439,16 @@ class AudioSocketServer:
         await self._server.wait_closed()
         self._server = None
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = AudioSocketConnection(writer, _peer_name(writer), self._media)
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers[task] = conn
+    def _follow(self, session: _Session) -> None:
+        """Run the course of a new connection in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self._on_client(session))
+        self._handlers[task] = session.conn
         self.connections += 1
+
+    async def _on_client(self, session: _Session) -> None:
+        conn = session.conn
         try:
-            await self._serve(reader, conn)
+            await self._serve(session)
         except _Dropped as reason:
             if not conn.ended_by_gateway:
                 self.rejected += 1
@@ -287,81 +456,37 @@ class AudioSocketServer:
         except Exception:
             log.exception("AudioSocket %s (%s) failed", conn.peer, conn.uuid or "no UUID")
         finally:
-            await conn._end(reader, self._close_grace)
+            await session.end(self._close_grace)
+            task = asyncio.current_task()
+            assert task is not None
             del self._handlers[task]
             self._ended = self._ended + conn.counters
 
-    async def _serve(self, reader: asyncio.StreamReader, conn: AudioSocketConnection) -> None:
-        parser = AudioSocketParser()
-        frames = await self._read_uuid(reader, parser)
-        call = conn.uuid = uuid.UUID(bytes=frames[0].payload)
-        if not self._binder.attach(call, conn):
-            raise _Dropped("no call accepts this UUID")
-        log.info("AudioSocket %s attached to %s", conn.peer, call)
-        try:
-            self._dispatch(conn, frames[1:])
-            while parser.state is State.OPEN:
-                data = await self._read_live(reader, conn)
-                if not data or conn.closed:
-                    break
-                self._dispatch(conn, self._parse(parser, data))
-        finally:
-            if not conn.ended_by_gateway:
-                self._binder.detached(call)
-        log.info("AudioSocket %s (%s) ended", conn.peer, call)
-
-    async def _read_uuid(self, reader: asyncio.StreamReader, parser: AudioSocketParser) -> list[Frame]:
-        frames: list[Frame] = []
+    async def _serve(self, session: _Session) -> None:
         try:
             async with asyncio.timeout(self._uuid_timeout):
-                while parser.state is State.AWAIT_UUID:
-                    data = await reader.read(READ_SIZE)
-                    if not data:
-                        raise _Dropped("closed before sending its UUID")
-                    frames = self._parse(parser, data)
+                call = await session.attached
         except TimeoutError:
             raise _Dropped(f"no UUID within {self._uuid_timeout:g} s") from None
-        except ConnectionError as error:
-            raise _Dropped(f"{error} before sending its UUID") from None
-        return frames
-
-    async def _read_live(self, reader: asyncio.StreamReader, conn: AudioSocketConnection) -> bytes:
-        """The next bytes from Asterisk; b"" once it closed or the gateway did."""
-        while True:
-            deadline = conn.last_activity + self._idle_timeout
-            try:
-                async with asyncio.timeout_at(deadline):
-                    data = await reader.read(READ_SIZE)
-                conn.last_activity = asyncio.get_running_loop().time()
-                return data
-            except TimeoutError:
-                if conn.last_activity + self._idle_timeout <= deadline:
-                    raise _Dropped(f"no traffic either way for {self._idle_timeout:g} s") from None
-            except ConnectionError as error:
-                log.info("AudioSocket %s (%s): %s", conn.peer, conn.uuid, error)
-                return b""
-
-    @staticmethod
-    def _parse(parser: AudioSocketParser, data: bytes) -> list[Frame]:
         try:
-            return parser.feed(data)
-        except ProtocolError as error:
-            raise _Dropped(error) from None
+            await self._until_finished(session)
+        finally:
+            if not session.conn.ended_by_gateway:
+                self._binder.detached(call)
+        log.info("AudioSocket %s (%s) ended", session.conn.peer, call)
 
-    def _dispatch(self, conn: AudioSocketConnection, frames: list[Frame]) -> None:
-        assert conn.uuid is not None
-        for frame in frames:
-            if conn.closed:
-                return
-            if frame.kind in AUDIO_RATES:
-                conn.receive_audio(frame)
-            elif frame.kind is Kind.DTMF:
-                self._binder.dtmf(conn.uuid, frame.payload.decode("ascii"))
-            elif frame.kind is Kind.ERROR:
-                code = frame.payload.hex() or "no code"
-                log.warning("AudioSocket %s (%s): Asterisk reports an error (%s)", conn.peer, conn.uuid, code)
+    async def _until_finished(self, session: _Session) -> None:
+        """Wait for the session's end; drop it once no traffic went either way for too long."""
+        conn = session.conn
+        loop = asyncio.get_running_loop()
+        while not session.finished.done():
+            deadline = conn.last_activity + self._idle_timeout
+            await asyncio.wait((session.finished,), timeout=max(deadline - loop.time(), 0.0))
+            if not session.finished.done() and conn.last_activity + self._idle_timeout <= deadline:
+                raise _Dropped(f"no traffic either way for {self._idle_timeout:g} s")
+        session.finished.result()
 
 
-def _peer_name(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
+def _peer_name(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
     return f"{peer[0]}:{peer[1]}" if peer else "unknown peer"

@@ -1,0 +1,226 @@
+"""The admin control socket: `show …` and `action …` for the `skype-fastagi` CLI.
+
+A Unix stream socket at `[general] control_socket`, mode 0600 from the moment it exists
+(it is bound under a restrictive umask): only its owner (and root) can connect, and
+anyone who can connect may run any action. At start a leftover socket file is removed
+only when nothing answers on it; if a server answers, this one refuses to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import stat
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..manager.events import Event
+from . import views
+from .protocol import (
+    LineDecoder, Message, ProtocolError, Request, RunAction, Show, action_reply, encode, error_reply, event_message, parse_request,
+)
+
+if TYPE_CHECKING:
+    from ..app import Gateway
+
+log = logging.getLogger("fastagi.control")
+
+EVENT_HISTORY = 500  # events `show events` remembers
+FOLLOW_BACKLOG = 1000  # events a follower may fall behind by before its stream is ended
+READ_CHUNK = 65536
+PROBE_TIMEOUT = 1.0
+TABLES = {"accounts": views.accounts, "calls": views.calls, "chats": views.chats}
+
+
+class ControlSocketInUse(OSError):
+    """Another server answers on the control socket, or its path is not ours to take."""
+
+
+class ControlServer:
+    def __init__(self, gateway: Gateway, path: Path) -> None:
+        self.gateway = gateway
+        self.path = path
+        self.history: deque[dict[str, Any]] = deque(maxlen=EVENT_HISTORY)
+        self._followers: set[asyncio.Queue[Message]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._inode = 0
+
+    @property
+    def followers(self) -> int:
+        """Event streams (`show events --follow`) open now."""
+        return len(self._followers)
+
+    async def start(self) -> None:
+        sock = bind_owner_only(self.path)
+        self._inode = os.stat(self.path).st_ino
+        self._unsubscribe = self.gateway.bus.subscribe(self._on_event)
+        self._server = await asyncio.start_unix_server(self._accept, sock=sock)
+        log.info("control socket %s ready", self.path)
+
+    async def stop(self) -> None:
+        """Close the socket and every connection (followers included); remove the file."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        try:
+            if os.stat(self.path).st_ino == self._inode:  # never remove a socket someone else made since
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    # -- events ------------------------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        record = views.event_record(event)
+        self.history.append(record)
+        for queue in list(self._followers):
+            if queue.qsize() >= FOLLOW_BACKLOG:
+                self._followers.discard(queue)
+                queue.put_nowait(error_reply(f"stream ended: the client fell {FOLLOW_BACKLOG} events behind"))
+            else:
+                queue.put_nowait(event_message(record))
+
+    # -- connections -------------------------------------------------------------
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = LineDecoder()
+        stream: asyncio.Queue[Message] | None = None
+        try:
+            while data := await reader.read(READ_CHUNK):
+                for message in decoder.feed(data):
+                    stream = await self._answer(message, writer)
+                    if stream is not None:
+                        await self._follow(stream, reader, writer)
+                        return
+        except ProtocolError as exc:
+            writer.write(encode(error_reply(str(exc))))
+        except OSError as exc:
+            log.debug("control connection lost: %s", exc)
+        finally:
+            if stream is not None:
+                self._followers.discard(stream)
+            writer.close()
+
+    async def _answer(self, message: Message, writer: asyncio.StreamWriter) -> asyncio.Queue[Message] | None:
+        """Reply to one request; for `show events --follow`, the queue its new events arrive on."""
+        stream: asyncio.Queue[Message] | None = None
+        try:
+            request = parse_request(message)
+            reply = await self._reply(request)
+            if isinstance(request, Show) and request.follow:
+                # `_reply` did not suspend: no event can fall between its snapshot and this
+                stream = asyncio.Queue()
+                self._followers.add(stream)
+        except ProtocolError as exc:
+            reply = error_reply(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the client gets an answer, the log the details
+            log.exception("control request failed")
+            reply = error_reply(f"internal error: {type(exc).__name__}")
+        writer.write(encode(reply))
+        await writer.drain()
+        return stream
+
+    async def _reply(self, request: Request) -> Message:
+        if isinstance(request, RunAction):
+            dispatcher = self.gateway.dispatcher
+            outcome = await dispatcher.run(request.name, request.arguments)
+            return action_reply(outcome.result, outcome.error.text if outcome.error else "", dispatcher.variables(outcome))
+        if request.what == "events":
+            return views.events(self.history).to_message()
+        return TABLES[request.what](self.gateway).to_message()
+
+    async def _follow(self, stream: asyncio.Queue[Message], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Send `stream` until the client closes, the server stops, or the client lags."""
+        closed = asyncio.ensure_future(_until_eof(reader))
+        next_message: asyncio.Future[Message] | None = None
+        try:
+            while True:
+                next_message = asyncio.ensure_future(stream.get())
+                await asyncio.wait((next_message, closed), return_when=asyncio.FIRST_COMPLETED)
+                if not next_message.done():
+                    return
+                message = next_message.result()
+                writer.write(encode(message))
+                await writer.drain()
+                if message.get("ok") is False:
+                    return
+        finally:
+            closed.cancel()
+            if next_message is not None:
+                next_message.cancel()
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    """Read and drop what a following client sends, until it closes (or its connection breaks)."""
+    try:
+        while await reader.read(READ_CHUNK):
+            pass
+    except OSError:
+        pass
+
+
+def bind_owner_only(path: Path) -> socket.socket:
+    """A Unix stream socket bound at `path`, mode 0600, taking over a stale socket file."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            _bind_private(sock, path)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            _remove_stale(path)
+            _bind_private(sock, path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_private(sock: socket.socket, path: Path) -> None:
+    # The umask is process-wide: for this instant, files others create are only more private.
+    previous = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(previous)
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove the socket file at `path` when nothing answers on it; refuse anything else."""
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise ControlSocketInUse(f"control socket {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_TIMEOUT)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        log.info("removing stale control socket %s", path)
+        path.unlink(missing_ok=True)
+        return
+    except OSError as exc:
+        raise ControlSocketInUse(f"control socket {path}: cannot tell whether a server answers ({exc})") from None
+    finally:
+        probe.close()
+    raise ControlSocketInUse(f"another server answers on control socket {path}")
+
+
+async def start_control(gateway: Gateway) -> ControlServer:
+    """Open the control socket of `gateway` at `[general] control_socket`."""
+    server = ControlServer(gateway, Path(gateway.config.general.control_socket))
+    await server.start()
+    return server

@@ -1,0 +1,345 @@
+"""The admin control socket and the `show` / `call` / `action` commands, against a running gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from contextlib import asynccontextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import pytest
+
+from conftest import ACCOUNTS, USERS, Recorder, run, running_gateway
+from fastagi.actions import ACTIONS
+from fastagi.app import Gateway
+from fastagi.cli import build_parser, main
+from fastagi.control import ControlServer, ControlSocketInUse
+from fastagi.control.server import EVENT_HISTORY, FOLLOW_BACKLOG
+from fastagi.manager.events import Event, EventKind
+from fastagi.control.protocol import LineDecoder, ProtocolError, encode
+
+ROOT = Path(__file__).parents[1]
+COMMAND = [sys.executable, "-m", "fastagi"]
+NORA = "\n[nora]\ntype = user\nfullname = Nora Noanswer\nbehaviour = noanswer\nring_delay = 0.01\n"
+
+
+@asynccontextmanager
+async def controlled(tmp_path: Path, body: str = ACCOUNTS + USERS) -> AsyncIterator[tuple[Gateway, ControlServer]]:
+    async with running_gateway(tmp_path, body) as gateway:
+        yield gateway, gateway.control
+
+
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+async def cli(server: ControlServer, *args: str) -> tuple[int, str, str]:
+    """The command as a user types it, run beside the server's event loop."""
+    return await asyncio.to_thread(_cli, [*args, "--socket", str(server.path)])
+
+
+def variables(out: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+# -- show and call ----------------------------------------------------------------------
+def test_show_accounts_table_and_json(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (_, server):
+            code, out, err = await cli(server, "show", "accounts")
+            assert (code, err) == (0, "")
+            assert out == (
+                "Account  Status  Fullname       Balance  Currency  Calls  Auth policy\n"
+                "alice    ONLINE  Alice Example     1050  EUR           0  ask\n"
+                "bob      ONLINE  Bob Builder          5  USD           0  allow\n"
+                "2 accounts\n"
+            )
+            config = str(tmp_path / "skype-fastagi.conf")  # the socket's path read from the config file
+            code, out, _ = await asyncio.to_thread(_cli, ["show", "accounts", "--json", "--config", config])
+            assert code == 0
+            assert json.loads(out) == [
+                {"account": "alice", "status": "ONLINE", "fullname": "Alice Example", "balance": 1050,
+                 "currency": "EUR", "calls": 0, "auth_policy": "ask"},
+                {"account": "bob", "status": "ONLINE", "fullname": "Bob Builder", "balance": 5,
+                 "currency": "USD", "calls": 0, "auth_policy": "allow"},
+            ]
+    run(body())
+
+
+def test_call_start_through_the_cli_shows_in_show_calls_until_hung_up(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path, ACCOUNTS + USERS + NORA) as (gateway, server):
+            recorder = Recorder(gateway.bus)
+            code, out, err = await cli(server, "call", "start", "--account", "alice", "--user-name", "nora")
+            assert (code, err) == (0, "")
+            result = variables(out)
+            assert list(result) == ["SKYPE_STATUS", "SKYPE_ERROR", "SKYPE_ERROR_TEXT", "SKYPE_CALL_ID", "SKYPE_CALL_UUID"]
+            assert (result["SKYPE_STATUS"], result["SKYPE_CALL_ID"]) == ("SUCCESS", "1")
+            uuid = result["SKYPE_CALL_UUID"]
+            await recorder.status("alice", 1, "RINGING")
+
+            code, out, _ = await cli(server, "show", "calls")
+            assert out == (
+                "Id  Account  Partner  Partner name   Direction  Status   Duration  Conference id  Uuid\n"
+                f" 1  alice    nora     Nora Noanswer  outgoing   RINGING         0                 {uuid}\n"
+                "1 call\n"
+            )
+            code, out, _ = await cli(server, "show", "calls", "--json")
+            assert json.loads(out) == [{
+                "id": 1, "account": "alice", "partner": "nora", "partner_name": "Nora Noanswer", "direction": "outgoing",
+                "status": "RINGING", "duration": 0, "conference_id": None, "uuid": uuid,
+            }]
+            code, out, _ = await cli(server, "show", "accounts", "--json")
+            assert [(a["account"], a["calls"]) for a in json.loads(out)] == [("alice", 1), ("bob", 0)]
+
+            code, out, err = await cli(server, "call", "hangup", "--account", "alice", "--call-id", "1")
+            assert (code, err, variables(out)["SKYPE_STATUS"]) == (0, "", "SUCCESS")
+            code, out, _ = await cli(server, "show", "calls")
+            assert out.splitlines() == [
+                "Id  Account  Partner  Partner name  Direction  Status  Duration  Conference id  Uuid", "0 calls",
+            ]
+            assert recorder.statuses("alice", 1)[-1] == "CANCELLED"
+    run(body())
+
+
+def test_show_chats_and_events_after_a_message(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (_, server):
+            code, out, _ = await cli(server, "action", "chatmessage-send", "account=alice", "user-name=bob", "message-body=hi bob")
+            chat = variables(out)["SKYPE_CHAT_NAME"]
+            code, out, _ = await cli(server, "show", "chats", "--json")
+            rows = [{k: v for k, v in row.items() if k != "created"} for row in json.loads(out)]
+            assert rows == [
+                {"account": "alice", "chat": chat, "partner": "bob", "messages": 1, "state": "open"},
+                {"account": "bob", "chat": chat, "partner": "alice", "messages": 1, "state": "open"},
+            ]
+            await cli(server, "action", "chat-leave", "account=alice", f"chat-name={chat}")
+            code, out, _ = await cli(server, "show", "chats")
+            lines = out.splitlines()
+            assert lines[0].split() == ["Account", "Chat", "Partner", "Messages", "State", "Created"]
+            assert lines[1].split()[:5] == ["alice", chat, "bob", "1", "left"]
+            assert lines[2].split()[:5] == ["bob", chat, "alice", "1", "open"]
+            assert lines[3] == "2 chats"
+
+            code, out, _ = await cli(server, "show", "events", "--json")
+            messages = [(e["account"], e["fields"]["Direction"], e["fields"]["Body"]) for e in json.loads(out) if e["kind"] == "ChatMessage"]
+            assert messages == [("bob", "incoming", "hi bob"), ("alice", "outgoing", "hi bob")]
+            code, out, _ = await cli(server, "show", "events")
+            incoming = next(line for line in out.splitlines() if "ChatMessage" in line and "incoming" in line)
+            assert incoming.split()[2] == "bob" and f"ChatName={chat} From=alice" in incoming
+            assert out.splitlines()[-1] == f"{len(server.history)} events"
+    run(body())
+
+
+def test_table_cells_never_carry_terminal_control_characters(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (_, server):
+            await cli(server, "action", "chatmessage-send", "account=alice", "user-name=bob", "message-body=\x1b[2Jgone\nline")
+            code, out, _ = await cli(server, "show", "events")
+            assert "\x1b" not in out and "Body= [2Jgone line" in out
+            assert all(len(line.split()) >= 3 for line in out.splitlines()[1:-1])  # one line per event
+    run(body())
+
+
+# -- action: the same registry and validation as FastAGI ---------------------------------
+def test_failed_action_prints_its_variables_and_exits_1(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (_, server):
+            code, out, err = await cli(server, "action", "call-hangup", "account=alice", "call-id=99")
+            assert code == 1
+            assert out == "SKYPE_STATUS=FAILED\nSKYPE_ERROR=unknown_call_error\nSKYPE_ERROR_TEXT=alice has no call 99\n"
+            assert err == "skype-fastagi: call-hangup failed: unknown_call_error: alice has no call 99\n"
+            code, out, _ = await cli(server, "action", "get-profile-balance", "account=alice", "usr-name=x", "--json")
+            reply = json.loads(out)
+            assert (code, reply["result"]) == (1, "invalid-argument") and "'usr-name'" in reply["text"]
+            assert reply["variables"] == {"SKYPE_STATUS": "FAILED", "SKYPE_ERROR": "invalid-argument",
+                                          "SKYPE_ERROR_TEXT": reply["text"], "SKYPE_BALANCE": "", "SKYPE_BALANCE_CURRENCY": ""}
+            code, out, _ = await cli(server, "action", "call-strat")
+            assert (code, variables(out)["SKYPE_ERROR"]) == (1, "unknown_action")
+            code, out, _ = await cli(server, "action", "get-profile-balance")  # two accounts, none given
+            assert variables(out)["SKYPE_ERROR"] == "invalid-argument"
+            code, out, _ = await cli(server, "action", "list-registered", "--json")
+            assert (code, json.loads(out)["variables"]) == (0, {
+                "SKYPE_STATUS": "SUCCESS", "SKYPE_ERROR": "", "SKYPE_ERROR_TEXT": "",
+                "SKYPE_REGISTERED_COUNT": "2", "SKYPE_REGISTERED_1": "alice", "SKYPE_REGISTERED_2": "bob",
+            })
+    run(body())
+
+
+def test_usage_errors_exit_2_before_connecting(tmp_path: Path) -> None:
+    nowhere = str(tmp_path / "none.ctl")
+    assert _cli(["action", "get-user", "user-name", "--socket", nowhere])[0] == 2
+    code, _, err = _cli(["action", "get-user", "user-name=a", "user-name=b", "--socket", nowhere])
+    assert code == 2 and "'user-name' given twice" in err
+    code, _, err = _cli(["show", "calls", "--follow", "--socket", nowhere])
+    assert code == 2 and "--follow is only for `show events`" in err
+    code, _, err = _cli(["call", "dtmf", "--call-id", "1", "--socket", nowhere])
+    assert code == 2 and "--code" in err
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ACTIONS if n.startswith("call-")))
+def test_every_call_action_is_a_call_subcommand_with_its_arguments(name: str) -> None:
+    action = ACTIONS[name]
+    given = [x for argument in action.arguments for x in (f"--{argument.name}", f"v-{argument.name}")]
+    args = build_parser().parse_args(["call", name.removeprefix("call-"), "--account", "alice", *given])
+    assert args.action_name == name
+    assert {a.name: getattr(args, a.name) for a in action.arguments} == {a.name: f"v-{a.name}" for a in action.arguments}
+
+
+# -- the socket ------------------------------------------------------------------------
+def test_socket_is_owner_only_and_removed_on_stop(tmp_path: Path) -> None:
+    async def body() -> None:
+        umask = os.umask(0o022)
+        try:
+            async with controlled(tmp_path) as (_, server):
+                mode = os.stat(server.path)
+                assert stat.S_ISSOCK(mode.st_mode)
+                assert stat.S_IMODE(mode.st_mode) == 0o600
+                assert mode.st_uid == os.getuid()
+                assert os.umask(0o022) == 0o022  # the process umask is back as it was
+            assert not server.path.exists()
+        finally:
+            os.umask(umask)
+    run(body())
+
+
+def test_stale_socket_is_replaced_a_live_one_is_not(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, _):
+            path = tmp_path / "other.ctl"
+            stale = socket.socket(socket.AF_UNIX)
+            stale.bind(str(path))  # a server that died: the file stays, nothing answers
+            stale.close()
+            server = ControlServer(gateway, path)
+            await server.start()
+            try:
+                assert (await cli(server, "show", "accounts"))[0] == 0
+                with pytest.raises(ControlSocketInUse, match="another server answers"):
+                    await ControlServer(gateway, path).start()
+                assert (await cli(server, "show", "accounts"))[0] == 0  # the first one still has its socket
+            finally:
+                await server.stop()
+            assert not path.exists()
+    run(body())
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, _):
+            path = tmp_path / "notes"
+            path.write_text("notes")
+            with pytest.raises(ControlSocketInUse, match="is not a socket"):
+                await ControlServer(gateway, path).start()
+            assert path.read_text() == "notes"
+    run(body())
+
+
+def test_no_server_is_one_line_on_stderr_and_exit_1(tmp_path: Path) -> None:
+    done = subprocess.run([*COMMAND, "show", "accounts"], cwd=tmp_path, env=environment(), capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "skype-fastagi: no server is running (control socket skype-fastagi.ctl not found)\n"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(tmp_path / "skype-fastagi.ctl"))
+    stale.close()
+    done = subprocess.run([*COMMAND, "call", "start", "--user-name", "echo123"], cwd=tmp_path, env=environment(),
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr == "skype-fastagi: no server is running (nothing answers on control socket skype-fastagi.ctl)\n"
+
+
+def test_follow_streams_new_events_until_the_client_or_the_server_goes(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, server):
+            await gateway.dispatcher.run("user-set-block", {"account": "alice", "user-name": "carol", "status": "true"})
+            follow = [*COMMAND, "show", "events", "--follow", "--json", "--socket", str(server.path)]
+            first = await asyncio.create_subprocess_exec(*follow, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            second = await asyncio.create_subprocess_exec(*follow, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for process in (first, second):  # first the events already seen, the block last
+                earlier = [json.loads(await asyncio.wait_for(process.stdout.readline(), 10)) for _ in server.history]
+                assert (earlier[-1]["kind"], earlier[-1]["fields"]["IsBlocked"]) == ("BuddyStatus", "True")
+            await until(lambda: server.followers == 2)
+            await gateway.dispatcher.run("user-set-block", {"account": "alice", "user-name": "carol", "status": "false"})
+            for process in (first, second):
+                new = json.loads(await asyncio.wait_for(process.stdout.readline(), 10))
+                assert (new["kind"], new["account"], new["fields"]["IsBlocked"]) == ("BuddyStatus", "alice", "False")
+
+            first.send_signal(2)  # Ctrl-C: the client closes
+            assert await asyncio.wait_for(first.wait(), 10) == 0
+            await until(lambda: server.followers == 1)
+            await server.stop()  # the server goes: the other client says so
+            assert await asyncio.wait_for(second.wait(), 10) == 1
+            assert (await second.stderr.read()).decode() == "skype-fastagi: the server closed the connection\n"
+    run(body())
+
+
+def test_a_follower_that_falls_too_far_behind_is_told_and_closed(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, server):
+            reader, writer = await asyncio.open_unix_connection(str(server.path))
+            writer.write(b'{"request": "show", "what": "events", "follow": true}\n')
+            assert json.loads(await reader.readline())["ok"] is True
+            await until(lambda: server.followers == 1)
+            for number in range(FOLLOW_BACKLOG + 5):  # at once: the follower cannot send any before the last
+                gateway.bus.publish(Event(EventKind.BALANCE, "alice", {"Balance": str(number), "Currency": "EUR"}))
+            lines = (await asyncio.wait_for(reader.read(), 10)).decode().splitlines()
+            assert [json.loads(line)["event"]["fields"]["Balance"] for line in lines[:-1]] == [str(n) for n in range(FOLLOW_BACKLOG)]
+            assert json.loads(lines[-1]) == {"ok": False, "error": f"stream ended: the client fell {FOLLOW_BACKLOG} events behind"}
+            assert server.followers == 0 and len(server.history) == EVENT_HISTORY
+            writer.close()
+    run(body())
+
+
+def test_bad_requests_get_an_error_line(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (_, server):
+            reader, writer = await asyncio.open_unix_connection(str(server.path))
+            writer.write(b'{"request": "show", "what": "contacts"}\n{"request": "show", "what": "accounts"}\n')
+            refused = json.loads(await reader.readline())
+            assert refused == {"ok": False, "error": "show what? one of accounts, calls, chats, events"}
+            assert json.loads(await reader.readline())["columns"][0] == "account"  # the connection goes on
+            writer.write(b"show accounts\n")
+            assert json.loads(await reader.readline())["ok"] is False
+            assert await reader.read() == b""  # unreadable input ends the connection
+            writer.close()
+    run(body())
+
+
+# -- the protocol core -------------------------------------------------------------------
+def test_messages_survive_any_split_into_chunks() -> None:
+    data = encode({"request": "show", "what": "calls"}) + encode({"request": "action", "name": "x", "arguments": {"a": "é\n"}})
+    for cut in range(len(data) + 1):
+        decoder = LineDecoder()
+        got = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+        assert got == [{"request": "show", "what": "calls"}, {"request": "action", "name": "x", "arguments": {"a": "é\n"}}]
+
+
+def test_a_line_over_the_limit_is_refused_without_waiting_for_its_end() -> None:
+    decoder = LineDecoder(limit=100)
+    decoder.feed(b"x" * 100)
+    with pytest.raises(ProtocolError, match="longer than 100 bytes"):
+        decoder.feed(b"x")

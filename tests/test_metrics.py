@@ -1,0 +1,176 @@
+"""The Prometheus endpoint scraped over HTTP, and the one log line of each action."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import urllib.request
+from urllib.parse import quote
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import ACCOUNTS, USERS, Recorder, run, running_gateway
+from doubles.asterisk_agi import FakeAsterisk, environment
+from fastagi.ami.listener import AmiListener, AmiSettings
+from fastagi.app import Gateway
+from fastagi.metrics import MetricsServer, start_metrics
+
+NORA = "\n[nora]\ntype = user\nbehaviour = noanswer\nring_delay = 0.01\n"
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@asynccontextmanager
+async def metered(tmp_path: Path, body: str = ACCOUNTS + USERS) -> AsyncIterator[tuple[Gateway, MetricsServer]]:
+    async with running_gateway(tmp_path, body) as gateway:
+        gateway.config.general.values["metrics"] = ("127.0.0.1", 0)  # the file's syntax wants a fixed port
+        server = start_metrics(gateway)
+        assert server is not None
+        try:
+            yield gateway, server
+        finally:
+            server.stop()
+
+
+async def scrape(server: MetricsServer) -> Samples:
+    def get() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as reply:
+            return reply.read().decode()
+
+    text = await asyncio.to_thread(get)
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def test_metrics_are_off_unless_configured(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gateway:
+            assert start_metrics(gateway) is None
+    run(body())
+
+
+def test_action_counters_and_session_latency_move_with_actions(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with metered(tmp_path) as (gateway, server):
+            before = await scrape(server)
+            assert value(before, "skype_fastagi_actions_total", action="get-profile-balance", result="SUCCESS", via="agi") is None
+            asterisk = FakeAsterisk(gateway.agi.port)
+            await asterisk.agi("get-profile-balance?account=alice")
+            await asterisk.agi("get-profile-balance?account=bob")
+            await asterisk.agi("call-hangup?account=alice&call-id=99")
+            await asterisk.agi("call-strat?user-name=x")
+            await gateway.dispatcher.run("list-registered", {})
+            after = await scrape(server)
+            counted = {
+                (dict(labels)["action"], dict(labels)["result"], dict(labels)["via"]): count
+                for (name, labels), count in after.items() if name == "skype_fastagi_actions_total"
+            }
+            assert counted == {
+                ("get-profile-balance", "SUCCESS", "agi"): 2.0,
+                ("call-hangup", "unknown_call_error", "agi"): 1.0,
+                ("(unknown)", "unknown_action", "agi"): 1.0,  # never the misspelled name: labels stay few
+                ("list-registered", "SUCCESS", "control"): 1.0,
+            }
+            latency = "skype_fastagi_agi_session_seconds"
+            assert value(after, f"{latency}_count", action="get-profile-balance") == 2.0
+            assert value(after, f"{latency}_bucket", action="get-profile-balance", le="+Inf") == 2.0
+            assert value(after, f"{latency}_sum", action="get-profile-balance") > 0
+            assert value(after, f"{latency}_count", action="list-registered") is None  # not an AGI session
+    run(body())
+
+
+def test_gauges_show_running_sessions_live_calls_and_the_media_clock(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with metered(tmp_path, ACCOUNTS + USERS + NORA) as (gateway, server):
+            reader, writer = await asyncio.open_connection("127.0.0.1", gateway.agi.port)
+            writer.write(environment("get-profile-balance", [], "1.1", "Local/s@x-1;2", gateway.agi.port))
+            assert await reader.readline() == b"GET VARIABLE SKYPE_ACCOUNT\n"  # the session waits for us
+            during = await scrape(server)
+            assert value(during, "skype_fastagi_agi_sessions_active") == 1.0
+            writer.write(b"200 result=1 (alice)\n")
+            await reader.readline()
+            writer.close()
+
+            recorder = Recorder(gateway.bus)
+            started = await FakeAsterisk(gateway.agi.port).agi("call-start?account=alice&user-name=nora")
+            await recorder.status("alice", started.skype()["SKYPE_CALL_ID"], "RINGING")
+            ticks_before = gateway.media.ticks
+            samples = await scrape(server)
+            assert value(samples, "skype_fastagi_agi_sessions_active") == 0.0
+            assert value(samples, "skype_fastagi_calls_active", account="alice") == 1.0
+            assert value(samples, "skype_fastagi_calls_active", account="bob") == 0.0
+            assert ticks_before <= value(samples, "skype_fastagi_media_ticks_total") <= gateway.media.ticks
+            assert value(samples, "skype_fastagi_media_late_ticks_total") is not None
+            assert not any(name.startswith("skype_fastagi_ami_") for name, _ in samples)  # no AMI in this gateway
+    run(body())
+
+
+def test_ami_state_queue_and_drops_while_asterisk_is_unreachable(tmp_path: Path) -> None:
+    async def body() -> None:
+        with socket.socket() as closed:  # bound, never listening: connections are refused
+            closed.bind(("127.0.0.1", 0))
+            settings = AmiSettings("127.0.0.1", closed.getsockname()[1], "skype", "s3cret", queue_size=2, reconnect_min=5.0)
+            async with metered(tmp_path) as (gateway, server):
+                gateway.ami = AmiListener(settings, gateway.bus, lambda account, call: None)
+                await gateway.ami.start()
+                try:
+                    for flag in ("true", "false", "true", "false", "true"):  # one BuddyStatus event each
+                        await gateway.dispatcher.run("user-set-block", {"account": "alice", "user-name": "carol", "status": flag})
+                    samples = await scrape(server)
+                finally:
+                    await gateway.ami.stop()
+        assert value(samples, "skype_fastagi_ami_connected") == 0.0
+        assert value(samples, "skype_fastagi_ami_queue_depth") == 2.0
+        assert value(samples, "skype_fastagi_ami_dropped_total") == 3.0
+        assert value(samples, "skype_fastagi_ami_delivered_total") == 0.0
+    run(body())
+
+
+def test_each_gateway_has_its_own_registry_and_stop_closes_the_port(tmp_path: Path) -> None:
+    async def body() -> None:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        async with metered(tmp_path / "a") as (first, first_server), metered(tmp_path / "b") as (_, second_server):
+            await FakeAsterisk(first.agi.port).agi("list-registered")
+            ours, theirs = await scrape(first_server), await scrape(second_server)
+            labels = {"action": "list-registered", "result": "SUCCESS", "via": "agi"}
+            assert value(ours, "skype_fastagi_actions_total", **labels) == 1.0
+            assert value(theirs, "skype_fastagi_actions_total", **labels) is None
+            port = first_server.port
+        assert first.dispatcher.observers == []
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    run(body())
+
+
+# -- the session log ---------------------------------------------------------------------
+def test_one_log_line_per_action_with_long_values_cut_to_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    body_text = "first line\r\nuniqueid=forged action=x " + "y" * 200
+
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gateway:
+            caplog.set_level(logging.INFO, logger="fastagi.session")
+            script = f"chatmessage-send?account=alice&user-name=bob&message-body={quote(body_text, safe='')}"
+            await FakeAsterisk(gateway.agi.port).agi(script)
+            await gateway.dispatcher.run("no\naction", {"account": "alice"})
+
+    run(body())
+    lines = [r.getMessage() for r in caplog.records if r.name == "fastagi.session"]
+    assert len(lines) == 2
+    agi, control = lines
+    assert agi.startswith("uniqueid=1795732263.1 channel=Local/s@cap-00000000;2 action=chatmessage-send ")
+    assert "message-body='first line  uniqueid=forged action=x yyy…' -> SUCCESS (" in agi  # 40 characters, then …
+    assert "yyyy" not in agi and "\n" not in agi and "\r" not in agi
+    assert control.startswith("control action=no action account='alice' -> FAILED unknown_action")
+    assert "\n" not in control
