@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing
 import os
 import resource
@@ -73,6 +74,7 @@ async def _gateway(folder: str, pipe) -> None:  # type: ignore[no-untyped-def]
     path.write_text(CONFIG.format(folder=folder))
     gateway = Gateway(with_ports(load_config(path), 0, 0))
     await gateway.start()
+    gc.freeze()  # as `serve` does
     assert gateway.audiosocket is not None
     pipe.send((gateway.agi.port, gateway.audiosocket.port))
     loop = asyncio.get_running_loop()

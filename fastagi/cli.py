@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -145,6 +146,7 @@ async def _serve(config: Config) -> None:
 
     gateway = Gateway(config)
     await gateway.start()
+    gc.freeze()  # start-up objects live for good: keep them out of full collections, whose pauses make media ticks late
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
