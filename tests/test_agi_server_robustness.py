@@ -138,3 +138,17 @@ def test_session_time_cap(tmp_path: Path) -> None:
             assert time.monotonic() - start < 1.0
             writer.close()
     run(body())
+
+
+def test_client_gone_while_the_gateway_waits_for_a_reply(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            with LoopLag() as lag:
+                reader, writer = await send_raw(gw.agi.port, b"agi_network: yes\nagi_network_script: get-profile-balance\n\n", then_close=False)
+                assert (await reader.readline()) == b"GET VARIABLE SKYPE_ACCOUNT\n"
+                writer.close()  # the channel's AGI died mid-command
+                await asyncio.sleep(0.05)
+                assert gw.agi.active == 0
+                assert await normal_request(gw.agi.port) < 1.0
+            assert lag.worst < 0.1
+    run(body())

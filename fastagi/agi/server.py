@@ -110,6 +110,8 @@ class AgiServer:
             log.info("AGI connection from %s lost: %s", peer, exc)
         except AgiProtocolError as exc:
             log.warning("AGI protocol error from %s: %s", peer, exc)
+        except Exception:  # noqa: BLE001 - one session's bug must never take the server down
+            log.exception("AGI session from %s failed", peer)
         finally:
             writer.close()
 

@@ -10,7 +10,7 @@ from .protocol import AgiConnection, Closed, Environment, Hangup, Reply
 READ_CHUNK = 65536
 
 
-class SessionClosed(Exception):
+class SessionClosed(ConnectionError):
     """The peer closed the connection before answering."""
 
 
