@@ -136,3 +136,22 @@ def test_command_limits() -> None:
         connection.send_command("SET VARIABLE A 1\nHANGUP")
     with pytest.raises(ValueError):
         connection.send_command("VERBOSE " + "x" * 9000)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=20), st.integers(0, 3), st.booleans())
+def test_any_bytes_give_events_or_a_protocol_error(chunks: list[bytes], commands: int, whole: bool) -> None:
+    connection = AgiConnection(Limits(max_line=256, max_environment=4096))
+    try:
+        connection.receive_data(environment_bytes() if whole else environment_bytes()[:40])
+        for chunk in chunks:
+            if connection.state is State.IDLE:
+                for _ in range(commands):
+                    connection.send_command("NOOP")
+            connection.receive_data(chunk)
+    except AgiProtocolError:
+        pass
