@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..manager.accounts import AccountManager
+from ..media.paths import resolve_media_path
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,10 @@ class MediaSettings:
     media_dir: Path = Path("media")
     allowed_dirs: tuple[Path, ...] = ()
     record_rate: int = 8000
+
+    def resolve(self, name: str, must_exist: bool) -> Path:
+        """The file a dialplan names, inside the media folders (`MediaFileError` otherwise)."""
+        return resolve_media_path(name, self.media_dir, self.allowed_dirs, must_exist=must_exist)
 
 
 @dataclass

@@ -6,7 +6,6 @@ import asyncio
 
 from .. import errors
 from ..errors import SkypeError
-from ..media.paths import resolve_media_path
 from ..media.wav import WavPlayer, load_wav
 from .context import ActionContext
 from .registry import Argument, action, call_id, file_name
@@ -19,7 +18,7 @@ CALL = Argument("call-id", "the call", call_id)
         errors=(errors.UNKNOWN_CALL, errors.FILE_MISSING))
 async def call_set_input_file(ctx: ActionContext, call_id: int, file_name: str) -> None:
     ctx.manager.call(ctx.account, call_id)
-    path = resolve_media_path(file_name, ctx.media.media_dir, ctx.media.allowed_dirs, must_exist=True)
+    path = ctx.media.resolve(file_name, must_exist=True)
     samples = await asyncio.to_thread(load_wav, path)  # decoding and resampling a long file must not stall the clock
     ctx.manager.call(ctx.account, call_id)  # it may have ended meanwhile
     ctx.services["media"].port(ctx.account, call_id).set_source(WavPlayer(samples))
@@ -30,7 +29,7 @@ async def call_set_input_file(ctx: ActionContext, call_id: int, file_name: str) 
         errors=(errors.UNKNOWN_CALL, errors.FILE_EXISTS))
 async def call_set_output_file(ctx: ActionContext, call_id: int, file_name: str) -> None:
     ctx.manager.call(ctx.account, call_id)
-    path = resolve_media_path(file_name, ctx.media.media_dir, ctx.media.allowed_dirs, must_exist=False)
+    path = ctx.media.resolve(file_name, must_exist=False)
     try:
         ctx.services["media"].record(ctx.account, call_id, path, ctx.media.record_rate)
     except FileExistsError:

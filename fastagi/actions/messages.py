@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .. import errors
-from ..media.paths import resolve_media_path
 from .context import ActionContext
 from .registry import Argument, action, file_name, phone, skype_name, text
 
@@ -35,5 +34,5 @@ async def sms_send(ctx: ActionContext, sms_number: str, sms_body: str) -> None:
         arguments=(USER, Argument("file", "the file: relative to media_dir, or absolute inside a media folder", file_name)),
         errors=(errors.FILE_MISSING, errors.UNKNOWN_USER, errors.NOT_AUTHORIZED))
 async def file_send(ctx: ActionContext, user_name: str, file: str) -> None:
-    source = resolve_media_path(file, ctx.media.media_dir, ctx.media.allowed_dirs, must_exist=True)
+    source = ctx.media.resolve(file, must_exist=True)
     await ctx.manager.send_file(ctx.account, user_name, source)
