@@ -28,7 +28,6 @@ import os
 import resource
 import struct
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np

@@ -67,7 +67,8 @@ SECTIONS = {"actions": action_table, "config": config_table, "events": events_ta
 def render(readme: str) -> str:
     for name, build in SECTIONS.items():
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
-        readme = pattern.sub(lambda m: m.group(1) + build() + "\n" + m.group(2), readme)
+        text = build()
+        readme = pattern.sub(lambda m, text=text: m.group(1) + text + "\n" + m.group(2), readme)
     return readme
 
 

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from .. import errors
 from ..errors import SkypeError
-
-if TYPE_CHECKING:
-    from .context import ActionContext
 
 # -- validators: text in, value out, ValueError with a reason ---------------------
 _HANDLE = re.compile(r"^[A-Za-z][A-Za-z0-9._,:-]{1,63}$")

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from .. import errors
 from ..errors import SkypeError
 from ..files import store_incoming
-from ..manager.calls import Call, CallEvent, CallStatus
+from ..manager.calls import Call, CallEvent
 from .driver import Endpoint, Profile
 
 log = logging.getLogger("fastagi.network")
