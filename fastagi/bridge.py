@@ -9,12 +9,11 @@ call ending closes the connection, and the connection closing ends the call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import Callable
 
-from .errors import SkypeError
+from .background import Background
 from .manager.accounts import AccountManager
 from .manager.calls import ENDED, Call, CallStatus
 from .manager.events import Event, EventKind
@@ -33,7 +32,7 @@ class CallBridge:
         self.media = media
         self.play_dtmf: PlayDtmf | None = None  # set when AMI is on
         self._connections: dict[int, object] = {}  # call id → AudioSocketConnection
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._background = Background(log)
         manager.bus.subscribe(self._on_event)
 
     def _call(self, call_uuid: uuid.UUID) -> Call | None:
@@ -57,7 +56,7 @@ class CallBridge:
     def dtmf(self, call_uuid: uuid.UUID, digit: str) -> None:
         call = self._call(call_uuid)
         if call is not None and call.status is CallStatus.INPROGRESS:
-            self._spawn(self.manager.send_dtmf(call.account, call.id, digit))
+            self._background.spawn(self.manager.send_dtmf(call.account, call.id, digit))
 
     def detached(self, call_uuid: uuid.UUID) -> None:
         call = self._call(call_uuid)
@@ -65,7 +64,7 @@ class CallBridge:
             return
         self._release(call.id)
         log.info("Asterisk side of call %d hung up: ending the Skype call", call.id)
-        self._spawn(self.manager.hangup(call.account, call.id))
+        self._background.spawn(self.manager.hangup(call.account, call.id))
 
     def _release(self, call_id: int) -> object | None:
         conn = self._connections.pop(call_id, None)
@@ -89,15 +88,3 @@ class CallBridge:
                 for digit in event.fields["Digit"]:
                     self.play_dtmf(call.asterisk_channel, digit)
 
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
-        task = asyncio.get_running_loop().create_task(_quietly(coro))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-
-async def _quietly(coro) -> None:  # type: ignore[no-untyped-def]
-    """Requests from the Asterisk side that the call's state refuses are logged, not raised."""
-    try:
-        await coro
-    except SkypeError as exc:
-        log.info("AudioSocket request refused: %s", exc.text)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
+from ..background import Background
 from ..errors import SkypeError
 from ..files import store_incoming
 from ..network.driver import NetworkDriver, Profile
@@ -57,7 +58,7 @@ class AccountManager:
         self.ring_timeout = ring_timeout
         self.calls: dict[int, Call] = {}
         self._ring_timers: dict[int, asyncio.TimerHandle] = {}
-        self._call_locks: dict[int, asyncio.Lock] = {}
+        self.background = Background(log)
         for account in accounts:
             network.register(account.name, AccountEndpoint(self, account.name))
 
@@ -340,7 +341,7 @@ class AccountManager:
             return
         policy = E.VOICEMAIL if self.accounts[call.account].unanswered == "voicemail" and self.accounts[call.account].voicemail else E.NO_ANSWER
         self._transition(call, policy)
-        asyncio.get_running_loop().create_task(self.network.call_action(call, policy))
+        self.background.spawn(self.network.call_action(call, policy))
 
     def remote_call_event(self, call_id: int, event: CallEvent, **details: str) -> None:
         call = self.calls.get(call_id)
@@ -373,6 +374,7 @@ class AccountManager:
             if call.can(event):
                 self._transition(call, event)
             self.network.forget(call)
+        await self.background.close()
 
 
 def _tf(flag: int) -> str:
@@ -413,7 +415,7 @@ class AccountEndpoint:
             return
         allowed = policy == "allow"
         m.store.set_contact(self.account, sender, authorized=int(allowed))
-        asyncio.get_running_loop().create_task(m.network.send_auth_reply(self.account, sender, allowed))
+        m.background.spawn(m.network.send_auth_reply(self.account, sender, allowed))
         m._publish_buddy(self.account, sender)
 
     def deliver_auth_reply(self, sender: str, accepted: bool) -> None:
@@ -446,7 +448,7 @@ class AccountEndpoint:
         m._transition(call, E.TRANSFER)
         m._transition(call, E.TRANSFER_DONE)
         m.network.forget(call)
-        asyncio.get_running_loop().create_task(m.start_call(self.account, target))
+        m.background.spawn(m.start_call(self.account, target))
 
     def deliver_dtmf(self, call_id: int, digits: str) -> None:
         call = self.manager.calls.get(call_id)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import errors
+from ..background import Background
 from ..errors import SkypeError
 from ..files import store_incoming
 from ..manager.calls import Call, CallEvent
@@ -101,7 +102,7 @@ class EmbeddedNetwork:
         self.timing = timing or Timing()
         self._endpoints: dict[str, Endpoint] = {}
         self._legs: dict[tuple[str, int], Leg] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.background = Background(log)
         self.media_hooks: MediaHooks | None = None
 
     # -- directory -------------------------------------------------------------
@@ -119,17 +120,7 @@ class EmbeddedNetwork:
             raise SkypeError(errors.UNKNOWN_USER, f"no Skype user named {handle!r}")
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
-        return task
+        await self.background.close()
 
     # -- chat, buddies, SMS, files ---------------------------------------------
     async def send_chat_message(self, sender: str, recipient: str, chat_name: str, body: str) -> None:
@@ -140,7 +131,7 @@ class EmbeddedNetwork:
             return
         user = self.users[recipient]
         if user.behaviour == "echo" and user.online:
-            self._spawn(self._deliver_later(sender, lambda ep: ep.deliver_chat_message(recipient, chat_name, body)))
+            self.background.spawn(self._deliver_later(sender, lambda ep: ep.deliver_chat_message(recipient, chat_name, body)))
 
     async def send_auth_request(self, sender: str, recipient: str, text: str) -> None:
         self._require(recipient)
@@ -151,7 +142,7 @@ class EmbeddedNetwork:
         policy = self.users[recipient].auth_policy
         if policy != "ignore":
             accepted = policy == "allow"
-            self._spawn(self._deliver_later(sender, lambda ep: ep.deliver_auth_reply(recipient, accepted)))
+            self.background.spawn(self._deliver_later(sender, lambda ep: ep.deliver_auth_reply(recipient, accepted)))
 
     async def send_auth_reply(self, sender: str, recipient: str, accepted: bool) -> None:
         self._require(recipient)
@@ -203,7 +194,7 @@ class EmbeddedNetwork:
         user = self.users[call.partner]
         far = Leg(None, None, user=user, peer=leg)
         leg.peer = far
-        far.task = self._spawn(self._scripted_callee(leg, user))
+        far.task = self.background.spawn(self._scripted_callee(leg, user))
 
     def incoming_from_user(self, user_name: str, account: str) -> int:
         """A scripted user calls a local account (administration and tests)."""
@@ -228,10 +219,10 @@ class EmbeddedNetwork:
         far = leg.peer
         if event is E.VOICEMAIL:
             self._event(far, E.VOICEMAIL)
-            leg.task = self._spawn(self._voicemail(leg, far))
+            leg.task = self.background.spawn(self._voicemail(leg, far))
         elif event is E.VM_UPLOAD:
             self._event(far, E.VM_UPLOAD)
-            leg.task = self._spawn(self._vm_upload([leg, far]))
+            leg.task = self.background.spawn(self._vm_upload([leg, far]))
         elif event is E.TRANSFER_DONE:
             self._hand_over(far, details["target"])
         elif event in MIRROR:
@@ -248,7 +239,7 @@ class EmbeddedNetwork:
         far = leg.peer
         if far.user is not None:
             if far.user.behaviour == "echo":
-                self._spawn(self._echo_dtmf(leg, digits))
+                self.background.spawn(self._echo_dtmf(leg, digits))
         elif far.account is not None and far.call_id is not None:
             self._endpoints[far.account].deliver_dtmf(far.call_id, digits)
 
@@ -356,8 +347,3 @@ class MediaHooks:
 
     def disconnect(self, leg: Leg) -> None:  # pragma: no cover - interface
         raise NotImplementedError
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("network task failed", exc_info=task.exception())
