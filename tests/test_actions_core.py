@@ -286,3 +286,36 @@ def test_hangup_before_reply_still_sets_variables(tmp_path: Path) -> None:
             assert result.skype()["SKYPE_BALANCE"] == "1050"
             assert "511" not in " ".join(result.replies)
     run(body())
+
+
+def test_file_send_to_unknown_or_blocking_user(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            (tmp_path / "media" / "a.txt").write_text("x")
+            unknown = await agi(gw, "file-send?account=alice&user-name=nobody1&file=a.txt")
+            assert unknown.skype()["SKYPE_ERROR"] == "unknown_user"
+            await agi(gw, "user-set-block?account=bob&user-name=alice&status=True")
+            refused = await agi(gw, "file-send?account=alice&user-name=bob&file=a.txt")
+            assert refused.skype()["SKYPE_ERROR"] == "not_authorized"
+            assert not (tmp_path / "incoming" / "bob").exists()
+    run(body())
+
+
+def test_a_bug_in_a_handler_is_internal_error_not_a_dead_channel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            monkeypatch.setattr(gw.manager, "balance", broken)
+            result = await agi(gw, "get-profile-balance?account=alice")
+            assert result.commands == [
+                'SET VARIABLE SKYPE_STATUS "FAILED"',
+                'SET VARIABLE SKYPE_ERROR "internal_error"',
+                'SET VARIABLE SKYPE_ERROR_TEXT "internal error: RuntimeError"',
+                'SET VARIABLE SKYPE_BALANCE ""',
+                'SET VARIABLE SKYPE_BALANCE_CURRENCY ""',
+            ]
+            assert result.agistatus == "SUCCESS"
+            assert (await agi(gw, "list-registered")).skype()["SKYPE_STATUS"] == "SUCCESS"  # still serving
+    run(body())
