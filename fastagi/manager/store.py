@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# contacts.buddy: 0 not in the contact list, 1 a buddy request is pending, 2 in the list
+BUDDY_NONE, BUDDY_PENDING, BUDDY_ADDED = 0, 1, 2
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY, balance INTEGER NOT NULL, currency TEXT NOT NULL);
