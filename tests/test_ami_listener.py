@@ -479,6 +479,28 @@ def test_stop_is_clean() -> None:
     assert [str(warning.message) for warning in caught] == []
 
 
+def test_stop_ends_the_listener_even_when_a_cancel_is_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.11's wait_for may turn a cancel into the error of the connect it wraps."""
+
+    async def swallowing_session(self: AmiListener) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise OSError("connection refused") from None  # the cancel is lost here
+
+    async def scenario() -> None:
+        monkeypatch.setattr(AmiListener, "_session", swallowing_session)
+        listener = AmiListener(AmiSettings("127.0.0.1", 9, "u", "s", reconnect_min=30.0, reconnect_max=30.0),
+                               EventBus(), lambda account, call_id: None)
+        await listener.start()
+        await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(listener.stop())
+        done, _ = await asyncio.wait([stopping], timeout=2)
+        assert done, "stop() waited for the 30 s reconnect delay"
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("override", [
     dict(incoming_context="bad@context"), dict(events_context="a b"), dict(variable_prefix="SKYPE-"),
     dict(incoming_media="sip"), dict(incoming_media="audiosocket"),

@@ -282,7 +282,11 @@ class AmiListener:
             self._unsubscribe()
             self._unsubscribe = None
         if self._task is not None:
-            self._task.cancel()
+            # Python 3.11's wait_for can swallow a cancel that lands as its inner connect
+            # fails: cancel until the task has really ended.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
