@@ -140,6 +140,7 @@ class Gateway:
         await self.manager.close()
         self.manager.set_presence("OFFLINE")
         if self.ami is not None:
+            await self.ami.drain(self.config.general.shutdown_grace)  # the last calls' and OFFLINE events
             await self.ami.stop()
         await self.network.close()
         self.call_media.close()

@@ -148,3 +148,14 @@ def test_remote_dtmf_is_played_on_the_bridged_channel(tmp_path: Path) -> None:
             action = ami.actions("PlayDTMF")[0]
             assert (action.get("Channel"), action.get("Digit")) == ("PJSIP/100-00000001", "5")
     run(body())
+
+
+def test_shutdown_delivers_the_last_events(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with gateway_and_ami(tmp_path) as (gw, ami):
+            await dial(gw.agi.port, "call-start?account=alice&user-name=bob")
+        statuses = [(e.get("Account"), e.get("Status")) for e in user_events(ami, "SkypeAccountStatus")]
+        assert statuses == [("alice", "ONLINE"), ("bob", "ONLINE"), ("alice", "OFFLINE"), ("bob", "OFFLINE")]
+        ended = [e.get("Status") for e in user_events(ami, "SkypeCallStatus") if e.get("Account") == "alice"]
+        assert ended[-1] == "CANCELLED"  # the call still ringing at shutdown was ended, and Asterisk heard it
+    run(body())

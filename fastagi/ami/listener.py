@@ -293,6 +293,13 @@ class AmiListener:
         if self._outbox:
             log.warning("AMI listener stopped with %d action(s) not delivered", len(self._outbox))
 
+    async def drain(self, timeout: float) -> None:
+        """Give what is queued up to `timeout` seconds to reach Asterisk (on shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._outbox and self.connected and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
     def play_dtmf(self, channel: str, digit: str) -> None:
         """Play a DTMF digit on an Asterisk channel (``PlayDTMF``), through the same queue."""
         self._enqueue(_Outgoing("PlayDTMF", (_text("Channel", channel), _text("Digit", digit))))
