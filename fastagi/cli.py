@@ -23,7 +23,7 @@ from .actions import ACTIONS
 from .actions.registry import Action
 from .config import Config, ConfigError, default_config, load_config
 from .control.client import ControlClient, ControlError
-from .control.protocol import SHOWABLE, Message, RunAction, Show, Table, table_of
+from .control.protocol import SHOWABLE, Message, RemoteCall, RunAction, Show, Table, table_of
 
 log = logging.getLogger("fastagi")
 
@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         return _client_command(args, generic_command)
 
     generic.set_defaults(run=run_generic)
+
+    network = commands.add_parser("network", help="the embedded Skype network")
+    network_commands = network.add_subparsers(dest="network_command", required=True, metavar="COMMAND")
+    remote = network_commands.add_parser(
+        "call", parents=[client], help="a scripted user calls an account (try the incoming-call dialplan)")
+    remote.add_argument("user", help="a `type = user` of the configuration, e.g. echo123")
+    remote.add_argument("account", help="the account called")
+    remote.set_defaults(run=lambda args: _client_command(args, network_call_command))
     return parser
 
 
@@ -223,8 +231,15 @@ def call_command(client: ControlClient, args: argparse.Namespace) -> int:
     return _run_action(client, args, action.name, raw)
 
 
+def network_call_command(client: ControlClient, args: argparse.Namespace) -> int:
+    return _print_result(client.request(RemoteCall(args.user, args.account)), args, "network call")
+
+
 def _run_action(client: ControlClient, args: argparse.Namespace, name: str, raw: dict[str, str]) -> int:
-    reply = client.request(RunAction(name, raw))
+    return _print_result(client.request(RunAction(name, raw)), args, name)
+
+
+def _print_result(reply: Message, args: argparse.Namespace, name: str) -> int:
     if not reply["ok"]:
         return _refused(reply)
     if args.json:

@@ -343,3 +343,19 @@ def test_a_line_over_the_limit_is_refused_without_waiting_for_its_end() -> None:
     decoder.feed(b"x" * 100)
     with pytest.raises(ProtocolError, match="longer than 100 bytes"):
         decoder.feed(b"x")
+
+
+def test_network_call_rings_the_account_from_a_scripted_user(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, server):
+            recorder = Recorder(gateway.bus)
+            code, out, err = await cli(server, "network", "call", "carol", "alice")
+            assert (code, err) == (0, "")
+            call_id = variables(out)["SKYPE_CALL_ID"]
+            ringing = await recorder.status("alice", call_id, "RINGING")
+            assert (ringing.fields["Partner"], ringing.fields["Direction"]) == ("carol", "incoming")
+            code, out, err = await cli(server, "network", "call", "nobody9", "alice")
+            assert code == 1 and "unknown_user" in err
+            code, out, err = await cli(server, "network", "call", "carol", "zed")
+            assert code == 1 and "unknown_account" in err
+    run(body())

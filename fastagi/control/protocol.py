@@ -4,6 +4,7 @@ Requests (client → server):
 
     {"request": "show", "what": "accounts" | "calls" | "chats" | "events", "follow": false}
     {"request": "action", "name": "call-start", "arguments": {"account": "alice", "user-name": "echo123"}}
+    {"request": "network-call", "user": "carol", "account": "alice"}
 
 Replies (server → client), one per request:
 
@@ -80,7 +81,18 @@ class RunAction:
         return {"request": "action", "name": self.name, "arguments": self.arguments}
 
 
-Request = Show | RunAction
+@dataclass(frozen=True)
+class RemoteCall:
+    """A scripted user of the embedded network calls an account (to try incoming-call dialplans)."""
+
+    user: str
+    account: str
+
+    def to_message(self) -> Message:
+        return {"request": "network-call", "user": self.user, "account": self.account}
+
+
+Request = Show | RunAction | RemoteCall
 
 
 def parse_request(message: Message) -> Request:
@@ -99,7 +111,12 @@ def parse_request(message: Message) -> Request:
         if not isinstance(arguments, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in arguments.items()):
             raise ProtocolError("arguments are an object of strings")
         return RunAction(name, arguments)
-    raise ProtocolError(f"unknown request {str(kind)[:40]!r}: show or action")
+    if kind == "network-call":
+        user, account = message.get("user"), message.get("account")
+        if not isinstance(user, str) or not isinstance(account, str):
+            raise ProtocolError("a network-call request needs user and account")
+        return RemoteCall(user, account)
+    raise ProtocolError(f"unknown request {str(kind)[:40]!r}: show, action or network-call")
 
 
 # -- replies -----------------------------------------------------------------------

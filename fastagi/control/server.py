@@ -18,10 +18,12 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import SkypeError
 from ..manager.events import Event
 from . import views
 from .protocol import (
-    LineDecoder, Message, ProtocolError, Request, RunAction, Show, action_reply, encode, error_reply, event_message, parse_request,
+    LineDecoder, Message, ProtocolError, RemoteCall, Request, RunAction, Show, action_reply, encode, error_reply, event_message,
+    parse_request,
 )
 
 if TYPE_CHECKING:
@@ -140,9 +142,19 @@ class ControlServer:
             dispatcher = self.gateway.dispatcher
             outcome = await dispatcher.run(request.name, request.arguments)
             return action_reply(outcome.result, outcome.error.text if outcome.error else "", dispatcher.variables(outcome))
+        if isinstance(request, RemoteCall):
+            return self._remote_call(request)
         if request.what == "events":
             return views.events(self.history).to_message()
         return TABLES[request.what](self.gateway).to_message()
+
+    def _remote_call(self, request: RemoteCall) -> Message:
+        try:
+            call_id = self.gateway.network.incoming_from_user(request.user, request.account)
+        except SkypeError as exc:
+            return action_reply(exc.code, exc.text, {})
+        log.info("admin: %s calls %s (call %d)", request.user, request.account, call_id)
+        return action_reply("SUCCESS", "", {self.gateway.dispatcher.prefix + "CALL_ID": str(call_id)})
 
     async def _follow(self, stream: asyncio.Queue[Message], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send `stream` until the client closes, the server stops, or the client lags."""
