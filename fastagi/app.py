@@ -72,6 +72,7 @@ class Gateway:
         self.media = MediaEngine()
         self.call_media = CallMedia(self.media, self._conference_of)
         self.network.media_hooks = self.call_media
+        self.bus.subscribe(self.call_media.on_event)
         self.dispatcher = Dispatcher(
             self.manager, general.variable_prefix,
             MediaSettings(Path(general.media_dir), tuple(Path(p) for p in general.media_path), int(general.record_rate)),

@@ -182,3 +182,26 @@ def test_two_calls_racing_for_one_file_name(tmp_path: Path) -> None:
             )
             assert sorted(r["SKYPE_ERROR"] for r in results) == ["", "file_exists"]
     run(body())
+
+
+def test_hold_silences_the_call_and_pauses_the_file(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, ACCOUNTS + USERS, "record_rate = 16000") as gw:
+            dial, rec = Dialplan(gw.agi.port), Recorder(gw.bus)
+            tone(tmp_path / "media" / "a440.wav", 440, 3.0)
+            out, incoming = await answered_call(gw, dial, rec, "alice", "bob")
+            await dial("bob", "call-set-output-file", call_id=incoming, file_name="bob-hears.wav")
+            await dial("alice", "call-set-input-file", call_id=out, file_name="a440.wav")
+            await asyncio.sleep(0.4)
+            assert (await dial("alice", "call-hold", call_id=out))["SKYPE_STATUS"] == "SUCCESS"
+            await asyncio.sleep(0.4)
+            assert (await dial("alice", "call-resume", call_id=out))["SKYPE_STATUS"] == "SUCCESS"
+            await asyncio.sleep(0.4)
+            await dial("alice", "call-hangup", call_id=out)
+            await rec.status("bob", incoming, "FINISHED")
+            heard, rate = read_wav(tmp_path / "media" / "bob-hears.wav")
+            loud = np.abs(heard).reshape(-1, rate // 50).max(axis=1) > 1000  # per 20 ms frame
+            runs = np.flatnonzero(np.diff(loud.astype(int)))  # where tone starts or stops
+            assert loud[:10].any() and loud[-10:].any(), "tone before the hold and after the resume"
+            assert len(runs) >= 2 and 15 <= runs[-1] - runs[-2] <= 25, "a silent gap of ~0.4 s for the hold"
+    run(body())

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..manager.events import Event, EventKind
 from ..network.embedded import Leg, MediaHooks
 from .engine import MediaEngine
 from .ports import EchoPort, LocalPort, PlaybackPort, SilentPort
@@ -22,6 +23,7 @@ from .wav import WavPlayer, WavRecorder, load_wav
 log = logging.getLogger("fastagi.media")
 
 Key = tuple[str, int]
+HELD = {"LOCALHOLD", "REMOTEHOLD", "ONHOLD"}
 
 
 @dataclass
@@ -109,6 +111,14 @@ class CallMedia(MediaHooks):
         room.remove(port)
         if len(room.ports) < 2:
             room.close()
+
+    def on_event(self, event: Event) -> None:
+        """Hold silences a call both ways: what it plays waits, its recording gets silence."""
+        if event.kind is not EventKind.CALL_STATUS:
+            return
+        audio = self._calls.get((event.account, int(event.fields["CallID"])))
+        if audio is not None:
+            audio.port.held = event.fields["Status"] in HELD
 
     def close(self) -> None:
         for key in list(self._calls):

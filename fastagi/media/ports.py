@@ -68,6 +68,8 @@ class LocalPort:
     def __init__(self) -> None:
         self._source: FrameSource | None = None
         self._sinks: tuple[FrameSink, ...] = ()
+        self.held = False
+        """On hold: it says and hears silence, and its source waits where it is."""
 
     @property
     def source(self) -> FrameSource | None:
@@ -98,8 +100,10 @@ class LocalPort:
 
     def pull(self) -> bytes:
         source = self._source
-        return SILENCE if source is None else source.read_frame()
+        return SILENCE if source is None or self.held else source.read_frame()
 
     def push(self, frame: bytes) -> None:
+        if self.held:
+            frame = SILENCE
         for sink in self._sinks:
             sink.write_frame(frame)
