@@ -28,7 +28,6 @@ from .network.embedded import EmbeddedNetwork, ScriptedUser, Timing
 
 log = logging.getLogger("fastagi")
 
-PRESENCE = {"online": "ONLINE", "away": "AWAY", "dnd": "DND", "na": "NA", "invisible": "INVISIBLE", "offline": "OFFLINE"}
 
 
 def profile_of(name: str, section: Section, status: str = "ONLINE") -> Profile:
@@ -38,7 +37,7 @@ def profile_of(name: str, section: Section, status: str = "ONLINE") -> Profile:
 
 
 def scripted_user(name: str, section: Section) -> ScriptedUser:
-    status = "OFFLINE" if section.behaviour == "offline" else PRESENCE[section.status]
+    status = "OFFLINE" if section.behaviour == "offline" else section.status.upper()  # Skype's presence names
     return ScriptedUser(
         profile_of(name, section, status), behaviour=section.behaviour, ring_delay=section.ring_delay,
         answer_delay=section.answer_delay, auth_policy=section.auth_policy, voicemail=section.voicemail,
@@ -47,22 +46,23 @@ def scripted_user(name: str, section: Section) -> ScriptedUser:
 
 
 class Gateway:
-    """Everything `serve` runs: FastAGI server, account manager, network, (later) AMI and media."""
+    """Everything `serve` runs: FastAGI, AudioSocket and control servers, AMI, account manager, network, media."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         general = config.general
         self.bus = EventBus()
         self.store = Store(general.database)
+        profiles = {name: profile_of(name, s) for name, s in config.accounts.items()}
         self.network = EmbeddedNetwork(
             users={name: scripted_user(name, s) for name, s in config.users.items() if name not in config.accounts},
-            account_profiles={name: profile_of(name, s) for name, s in config.accounts.items()},
+            account_profiles=profiles,
             incoming_dir=Path(general.incoming_dir),
             sms_price=general.sms_price,
             timing=Timing(ring_timeout=general.ring_timeout),
         )
         accounts = [
-            Account(name, profile_of(name, s), s.currency, s.auth_policy, s.voicemail, s.unanswered)
+            Account(name, profiles[name], s.currency, s.auth_policy, s.voicemail, s.unanswered)
             for name, s in config.accounts.items()
         ]
         self.manager = AccountManager(

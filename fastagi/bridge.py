@@ -66,7 +66,8 @@ class CallBridge:
         log.info("Asterisk side of call %d hung up: ending the Skype call", call.id)
         self._background.spawn(self.manager.hangup(call.account, call.id))
 
-    def _release(self, call_id: int) -> object | None:
+    def _release(self, call_id: int) -> None:
+        """Asterisk's side went away: the call's voice is silence again until another attaches."""
         conn = self._connections.pop(call_id, None)
         call = self.manager.calls.get(call_id)
         if conn is not None and call is not None:
@@ -75,7 +76,6 @@ class CallBridge:
                 port.set_source(None)
             if conn in port.sinks:
                 port.remove_sink(conn)
-        return conn
 
     def _on_event(self, event: Event) -> None:
         if event.kind is EventKind.CALL_STATUS and CallStatus(event.fields["Status"]) in ENDED:

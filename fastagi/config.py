@@ -115,10 +115,6 @@ class Key:
     doc: str
     repeatable: bool = False
 
-    @property
-    def attr(self) -> str:
-        return self.name
-
 
 PROFILE_KEYS = (
     Key("fullname", free_text, "", "full name shown in profiles and caller ids"),
@@ -201,7 +197,6 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
     ),
 }
 SECTION_TYPES = ("account", "user")
-NETWORK_USERS_BUILTIN = ("echo123",)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,6 @@ class Dispatcher:
         self.prefix = prefix
         self.media = media or MediaSettings()
         self.services = services if services is not None else {}
-        self.counts: dict[tuple[str, str], int] = {}
         self.observers: list[Observer] = []
 
     async def __call__(self, session: AgiSession) -> None:
@@ -164,12 +163,10 @@ class Dispatcher:
         return [set_variable(variable(self.prefix, name), value) for name, value in result_pairs(outcome, stale)]
 
     def _finished(self, who: str, via: str, name: str, raw: dict[str, str], outcome: Outcome, started: float) -> None:
-        """Count, log in one line, and tell the observers."""
+        """Log in one line, and tell the observers (metrics count there)."""
         seconds = time.monotonic() - started
         status = f"FAILED {outcome.error.code}" if outcome.error else "SUCCESS"
         label = name if outcome.action else UNKNOWN
-        key = (label, status.split()[0])
-        self.counts[key] = self.counts.get(key, 0) + 1
         shown = " ".join(f"{_plain(k)}={_shorten(v)}" for k, v in raw.items())
         log.info(
             "%s action=%s %s -> %s%s (%.1f ms)",
@@ -222,5 +219,4 @@ def _plain(text: str) -> str:
 
 
 def _shorten(value: str) -> str:
-    value = value.replace("\n", " ").replace("\r", " ")
-    return repr(value if len(value) <= LOGGED_VALUE else value[:LOGGED_VALUE] + "…")
+    return repr(_plain(value))

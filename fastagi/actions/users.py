@@ -28,7 +28,7 @@ async def get_user(ctx: ActionContext, user_name: str) -> dict[str, object]:
     flags = {"user-isauthorized": contact["authorized"], "user-isblocked": contact["blocked"]}
     return {
         "user-handle": profile.handle, "user-fullname": profile.fullname,
-        "user-dispname": profile.displayname or profile.fullname, "user-birthday": profile.birthday,
+        "user-dispname": profile.shown_name, "user-birthday": profile.birthday,
         "user-sex": profile.sex.upper(), "user-language": profile.language, "user-country": profile.country,
         "user-province": profile.province, "user-city": profile.city, "user-phone-home": profile.phone_home,
         "user-phone-office": profile.phone_office, "user-phone-mobile": profile.phone_mobile,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from .protocol import AgiConnection, Closed, Environment, Hangup, Reply
+from .protocol import AgiConnection, Closed, Environment, Reply
 
 READ_CHUNK = 65536
 
@@ -34,7 +34,6 @@ class AgiSession:
         self._connection = connection
         self._replies: deque[Reply] = deque()
         self.environment = environment
-        self.hung_up = False
 
     async def command(self, command: str) -> Reply:
         self._writer.write(self._connection.send_command(command))
@@ -53,9 +52,8 @@ class AgiSession:
         while not self._replies:
             data = await self._reader.read(READ_CHUNK)
             for event in self._connection.receive_data(data):
-                if isinstance(event, Hangup):
-                    self.hung_up = True
-                elif isinstance(event, Reply):
+                # a Hangup needs nothing here: the result variables are dead-safe commands
+                if isinstance(event, Reply):
                     self._replies.append(event)
                 elif isinstance(event, Closed):
                     raise SessionClosed("peer closed the AGI connection")

@@ -18,13 +18,12 @@ from ..background import Background
 from ..errors import SkypeError
 from ..network.driver import NetworkDriver, Profile
 from .calling import CallControl
-from .calls import HANGUP_EVENT, Call, CallEvent
+from .calls import Call, hangup_event
 from .endpoint import AccountEndpoint
 from .events import Event, EventBus, EventKind
 from .store import BUDDY_ADDED, BUDDY_NONE, BUDDY_PENDING, Store
 
 log = logging.getLogger("fastagi.manager")
-E = CallEvent
 
 
 @dataclass
@@ -80,6 +79,11 @@ class AccountManager(CallControl):
         if profile is None:
             raise SkypeError(errors.UNKNOWN_USER, f"no Skype user named {handle!r}")
         return profile
+
+    def display_name(self, handle: str) -> str:
+        """What events show as a user's name ("" for a handle the network does not know)."""
+        profile = self.network.profile(handle)
+        return profile.shown_name if profile else ""
 
     def publish(self, kind: EventKind, account: str, **fields: Any) -> None:
         self.bus.publish(Event(kind, account, {k: "" if v is None else str(v) for k, v in fields.items()}))
@@ -138,7 +142,7 @@ class AccountManager(CallControl):
         contact = self.store.contact(account, handle)
         self.publish(
             EventKind.BUDDY_STATUS, account, User=handle,
-            UserName=profile.displayname or profile.fullname if profile else "",
+            UserName=self.display_name(handle),
             OnlineStatus=profile.online_status if profile else "UNKNOWN",
             BuddyStatus=contact["buddy"], IsAuthorized=_tf(contact["authorized"]), IsBlocked=_tf(contact["blocked"]),
         )
@@ -155,7 +159,7 @@ class AccountManager(CallControl):
         self.store.add_chat(account, chat, handle)
         message_id = self.store.add_message(account, chat, account, body, "outgoing")
         self.publish(EventKind.CHAT_MESSAGE, account, ChatName=chat, From=account,
-                     FromName=self.accounts[account].profile.displayname, To=handle, Body=body,
+                     FromName=self.display_name(account), To=handle, Body=body,
                      MessageID=message_id, Direction="outgoing")
         return chat
 
@@ -198,7 +202,7 @@ class AccountManager(CallControl):
         for timer in self._ring_timers.values():
             timer.cancel()
         for call in list(self.calls.values()):
-            event = HANGUP_EVENT.get(call.status) or (E.CANCEL if call.direction == "outgoing" else E.REFUSE)
+            event = hangup_event(call.status, call.direction)
             if call.can(event):
                 self._transition(call, event)
             self.network.forget(call)

@@ -15,7 +15,7 @@ from .. import errors
 from ..background import Background
 from ..errors import SkypeError
 from ..network.driver import NetworkDriver
-from .calls import HANGUP_EVENT, Call, CallEvent, CallStatus, IllegalTransition
+from .calls import Call, CallEvent, CallStatus, IllegalTransition, hangup_event
 from .events import EventKind
 from .store import Store
 
@@ -44,7 +44,7 @@ class CallControl:
 
     def _new_call(self, account: str, partner: str, direction: str) -> Call:
         profile = self.network.profile(partner)
-        name = (profile.displayname or profile.fullname) if profile else partner
+        name = profile.shown_name if profile else partner
         call = Call(self.store.next_id("call", start=1), account, partner, name, direction)
         self.calls[call.id] = call
         return call
@@ -84,18 +84,19 @@ class CallControl:
         await self.network.call_action(call, event, **details)
         return call
 
-    async def answer(self, account: str, call_id: int) -> Call:
+    def _ringing_incoming(self, account: str, call_id: int, what: str) -> Call:
         call = self.call(account, call_id)
         if call.direction != "incoming" or call.status is not CallStatus.RINGING:
-            raise SkypeError(errors.INVALID_CALL_STATUS, f"call {call_id} is a {call.direction} {call.status.value} call: only a ringing incoming call can be answered")
+            raise SkypeError(errors.INVALID_CALL_STATUS, f"call {call_id} is a {call.direction} {call.status.value} call: only a ringing incoming call can {what}")
+        return call
+
+    async def answer(self, account: str, call_id: int) -> Call:
+        self._ringing_incoming(account, call_id, "be answered")
         return await self.local(account, call_id, E.ANSWER)
 
     async def hangup(self, account: str, call_id: int) -> Call:
         call = self.call(account, call_id)
-        event = HANGUP_EVENT.get(call.status)
-        if event is None:  # before an answer: the caller cancels, the callee refuses
-            event = E.CANCEL if call.direction == "outgoing" else E.REFUSE
-        return await self.local(account, call_id, event)
+        return await self.local(account, call_id, hangup_event(call.status, call.direction))
 
     async def send_dtmf(self, account: str, call_id: int, digits: str) -> None:
         call = self.call(account, call_id)
@@ -104,9 +105,7 @@ class CallControl:
         await self.network.send_dtmf(call, digits)
 
     async def voicemail(self, account: str, call_id: int) -> Call:
-        call = self.call(account, call_id)
-        if call.direction != "incoming" or call.status is not CallStatus.RINGING:
-            raise SkypeError(errors.INVALID_CALL_STATUS, f"call {call_id} is a {call.direction} {call.status.value} call: only a ringing incoming call can go to voicemail")
+        self._ringing_incoming(account, call_id, "go to voicemail")
         if not self.accounts[account].voicemail:
             raise SkypeError(errors.INVALID_CALL_STATUS, f"voicemail is disabled for {account} (voicemail = no)")
         return await self.local(account, call_id, E.VOICEMAIL)
@@ -122,8 +121,7 @@ class CallControl:
         if self.is_blocked(account, target):
             raise SkypeError(errors.CANNOT_TRANSFER, f"{target} is blocked by {account}")
         await self.network.check_transfer(call, target)
-        self._transition(call, E.TRANSFER)
-        self._transition(call, E.TRANSFER_DONE)
+        self._transferred(call)
         await self.network.call_action(call, E.TRANSFER_DONE, target=target)
         return call
 
@@ -155,6 +153,10 @@ class CallControl:
         self._ring_expired(call_id)
 
     # -- transitions -----------------------------------------------------------
+    def _transferred(self, call: Call) -> None:
+        self._transition(call, E.TRANSFER)
+        self._transition(call, E.TRANSFER_DONE)
+
     def _transition(self, call: Call, event: CallEvent) -> None:
         call.apply(event)
         if call.is_ended:

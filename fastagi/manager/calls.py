@@ -127,6 +127,11 @@ HANGUP_EVENT: dict[CallStatus, CallEvent] = {
 }
 
 
+def hangup_event(status: CallStatus, direction: str) -> CallEvent:
+    """What a local hang-up means: before an answer the caller cancels, the callee refuses."""
+    return HANGUP_EVENT.get(status) or (E.CANCEL if direction == "outgoing" else E.REFUSE)
+
+
 class IllegalTransition(Exception):
     def __init__(self, call: "Call", event: CallEvent) -> None:
         super().__init__(f"call {call.id} in {call.status.value} cannot take {event.value}")

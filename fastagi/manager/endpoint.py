@@ -33,9 +33,8 @@ class AccountEndpoint:
             raise SkypeError(errors.NOT_AUTHORIZED, f"{self.account} does not accept messages from {sender}")
         m.store.add_chat(self.account, chat_name, sender)
         message_id = m.store.add_message(self.account, chat_name, sender, body, "incoming")
-        profile = m.network.profile(sender)
         m.publish(EventKind.CHAT_MESSAGE, self.account, ChatName=chat_name, From=sender,
-                  FromName=(profile.displayname or profile.fullname) if profile else "", To=self.account,
+                  FromName=m.display_name(sender), To=self.account,
                   Body=body, MessageID=message_id, Direction="incoming")
 
     def deliver_auth_request(self, sender: str, text: str) -> None:
@@ -45,9 +44,7 @@ class AccountEndpoint:
         policy = m.accounts[self.account].auth_policy
         if policy == "ask":
             m.store.add_auth_request(self.account, sender, text)
-            profile = m.network.profile(sender)
-            m.publish(EventKind.AUTH_REQUEST, self.account, From=sender,
-                      FromName=(profile.displayname or profile.fullname) if profile else "", Text=text)
+            m.publish(EventKind.AUTH_REQUEST, self.account, From=sender, FromName=m.display_name(sender), Text=text)
             return
         allowed = policy == "allow"
         m.store.set_contact(self.account, sender, authorized=int(allowed))
@@ -81,8 +78,7 @@ class AccountEndpoint:
         call = m.calls.get(call_id)
         if call is None or not call.can(E.TRANSFER):
             return
-        m._transition(call, E.TRANSFER)
-        m._transition(call, E.TRANSFER_DONE)
+        m._transferred(call)
         m.network.forget(call)
         m.background.spawn(m.start_call(self.account, target))
 

@@ -113,9 +113,6 @@ class Store:
             (account, handle, current["buddy"], current["authorized"], current["blocked"]),
         )
 
-    def contacts(self, account: str) -> list[sqlite3.Row]:
-        return self._rows("SELECT * FROM contacts WHERE account = ? ORDER BY handle", (account,))
-
     def add_auth_request(self, account: str, handle: str, text: str) -> None:
         self._write(
             "INSERT OR REPLACE INTO auth_requests (account, handle, text, created) VALUES (?, ?, ?, ?)",
@@ -124,9 +121,6 @@ class Store:
 
     def pop_auth_request(self, account: str, handle: str) -> bool:
         return self._write("DELETE FROM auth_requests WHERE account = ? AND handle = ?", (account, handle)).rowcount > 0
-
-    def auth_requests(self, account: str) -> list[sqlite3.Row]:
-        return self._rows("SELECT * FROM auth_requests WHERE account = ? ORDER BY created", (account,))
 
     # -- chats -----------------------------------------------------------------
     def open_chat(self, account: str, partner: str) -> str | None:
@@ -174,9 +168,6 @@ class Store:
         )
         return int(cur.lastrowid or 0)
 
-    def set_sms_status(self, sms_id: int, status: str) -> None:
-        self._write("UPDATE sms SET status = ? WHERE id = ?", (status, sms_id))
-
     def sms(self, account: str) -> list[sqlite3.Row]:
         return self._rows("SELECT * FROM sms WHERE account = ? ORDER BY id", (account,))
 
@@ -187,12 +178,6 @@ class Store:
             (account, partner, file_name, path, status, direction, time.time()),
         )
         return int(cur.lastrowid or 0)
-
-    def set_transfer_status(self, transfer_id: int, status: str) -> None:
-        self._write("UPDATE transfers SET status = ? WHERE id = ?", (status, transfer_id))
-
-    def transfers(self, account: str) -> list[sqlite3.Row]:
-        return self._rows("SELECT * FROM transfers WHERE account = ? ORDER BY id", (account,))
 
     # -- call history ----------------------------------------------------------
     def add_call(self, record: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ implement the same two protocols. Failures are `SkypeError`s with the seed's cod
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,9 +38,10 @@ class Profile:
     timezone: str = ""
     online_status: str = "ONLINE"
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+    @property
+    def shown_name(self) -> str:
+        """The name others see: the display name, else the full name."""
+        return self.displayname or self.fullname
 
 
 class Endpoint(Protocol):

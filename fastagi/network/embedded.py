@@ -238,8 +238,9 @@ class EmbeddedNetwork:
             return
         far = leg.peer
         if far.user is not None:
-            if far.user.behaviour == "echo":
-                self.background.spawn(self._echo_dtmf(leg, digits))
+            if far.user.behaviour == "echo" and leg.account is not None and leg.call_id is not None:
+                call_id = leg.call_id
+                self.background.spawn(self._deliver_later(leg.account, lambda ep: ep.deliver_dtmf(call_id, digits)))
         elif far.account is not None and far.call_id is not None:
             self._endpoints[far.account].deliver_dtmf(far.call_id, digits)
 
@@ -332,11 +333,6 @@ class EmbeddedNetwork:
         await asyncio.sleep(self.timing.vm_upload)
         for leg in legs:
             self._event(leg, E.VM_SENT)
-
-    async def _echo_dtmf(self, leg: Leg, digits: str) -> None:
-        await asyncio.sleep(0)
-        if leg.account is not None and leg.call_id is not None and leg.account in self._endpoints:
-            self._endpoints[leg.account].deliver_dtmf(leg.call_id, digits)
 
 
 class MediaHooks:
