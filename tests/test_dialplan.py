@@ -170,7 +170,7 @@ def test_every_agi_call_is_a_real_action_checked_afterwards(path: Path) -> None:
     assert dialplan_problems(path.read_text(encoding="utf-8"), path.name) == []
 
 
-def test_the_flows_together_call_every_kind_of_action_the_brief_names() -> None:
+def test_the_flows_together_call_every_kind_of_action_documented() -> None:
     called = {
         _arguments(p.data)[0]
         for path in FLOW_FILES
