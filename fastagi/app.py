@@ -22,6 +22,7 @@ from .manager.events import EventBus
 from .manager.store import Store
 from .media.callmedia import CallMedia
 from .media.engine import MediaEngine
+from .loopmonitor import LoopMonitor
 from .metrics import start_metrics
 from .network.driver import Profile
 from .network.embedded import EmbeddedNetwork, ScriptedUser, Timing
@@ -70,6 +71,7 @@ class Gateway:
         )
         self.manager.seed_balances({name: (s.balance, s.currency) for name, s in config.accounts.items()})
         self.media = MediaEngine()
+        self.loop_monitor = LoopMonitor()
         self.call_media = CallMedia(self.media, self._conference_of)
         self.network.media_hooks = self.call_media
         self.bus.subscribe(self.call_media.on_event)
@@ -119,6 +121,7 @@ class Gateway:
     async def start(self) -> None:
         self.control = await start_control(self)  # first: refuses to run beside a live server
         self.metrics = start_metrics(self)  # None unless [general] metrics is set
+        self.loop_monitor.start()
         self.media.start()
         if self.audiosocket is not None:
             await self.audiosocket.start()
@@ -146,6 +149,7 @@ class Gateway:
         await self.network.close()
         self.call_media.close()
         await self.media.stop()
+        self.loop_monitor.stop()
         self.store.close()
         log.info("stopped")
 

@@ -145,6 +145,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("incoming_dir", path, Path("incoming"), "folder where received files are stored, one subfolder per account"),
         Key("variable_prefix", matching(r"^[A-Z][A-Z0-9_]{0,30}$", "an upper-case variable prefix"), "SKYPE_", "prefix of every channel variable set"),
         Key("log_level", one_of("debug", "info", "warning", "error"), "info", "debug | info | warning | error"),
+        Key("event_loop", one_of("asyncio", "uvloop"), "asyncio", "asyncio | uvloop (faster; needs pip install 'skype-fastagi[uvloop]')"),
         Key("environment_timeout", seconds, 5.0, "seconds a client has to send its AGI environment"),
         Key("session_timeout", seconds, 60.0, "cap on one AGI session, seconds"),
         Key("max_connections", int_in(1, 100000), 2048, "AGI connections open at once; more are refused"),

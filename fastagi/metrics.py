@@ -37,6 +37,10 @@ AMI_READINGS = (
     ("rejected", CounterMetricFamily, "ami_rejected", "AMI actions Asterisk answered with an error"),
     ("dropped", CounterMetricFamily, "ami_dropped", "AMI actions dropped because the queue was full"),
 )
+LOOP_READINGS = (
+    ("lag", GaugeMetricFamily, "event_loop_lag_seconds", "How late the event loop last ran a timer due now"),
+    ("worst", GaugeMetricFamily, "event_loop_lag_worst_seconds", "The worst event-loop lag since the gateway started"),
+)
 MEDIA_READINGS = (
     ("ticks", CounterMetricFamily, "media_ticks", "20 ms media clock ticks run"),
     ("late_ticks", CounterMetricFamily, "media_late_ticks", "media ticks that ran late or were skipped"),
@@ -82,6 +86,7 @@ class _GatewayCollector(Collector):
         yield calls
         yield from _readings(getattr(gateway, "ami", None), AMI_READINGS)
         yield from _readings(getattr(gateway, "media", None), MEDIA_READINGS)
+        yield from _readings(getattr(gateway, "loop_monitor", None), LOOP_READINGS)
 
 
 def _readings(source: Any, readings: tuple[tuple[str, Any, str, str], ...]) -> Iterator[Metric]:

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import ACCOUNTS, USERS, run, write_config
 from doubles.asterisk_agi import FakeAsterisk
 
@@ -72,9 +74,10 @@ def test_sigint_with_a_session_running_exits_cleanly(tmp_path: Path) -> None:
     half.close()
 
 
-def test_state_survives_a_kill_and_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_state_survives_a_kill_and_restart(tmp_path: Path, event_loop: str) -> None:
     port = free_port()
-    config = write_config(tmp_path, ACCOUNTS + USERS, f"port = {port}\nsms_price = 10")
+    config = write_config(tmp_path, ACCOUNTS + USERS, f"port = {port}\nsms_price = 10\nevent_loop = {event_loop}")
     process = start_server(tmp_path, "--config", str(config))
     wait_for_port(port, process)
     chat = agi(port, "chatmessage-send?account=alice&user-name=bob&message-body=remember%20me").skype()["SKYPE_CHAT_NAME"]

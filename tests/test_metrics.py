@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 import urllib.request
 from urllib.parse import quote
 from contextlib import asynccontextmanager
@@ -113,6 +114,20 @@ def test_gauges_show_running_sessions_live_calls_and_the_media_clock(tmp_path: P
             assert ticks_before <= value(samples, "skype_fastagi_media_ticks_total") <= gateway.media.ticks
             assert value(samples, "skype_fastagi_media_late_ticks_total") is not None
             assert not any(name.startswith("skype_fastagi_ami_") for name, _ in samples)  # no AMI in this gateway
+    run(body())
+
+
+def test_event_loop_lag_shows_a_stall(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with metered(tmp_path) as (gateway, server):
+            await asyncio.sleep(0.2)
+            calm = await scrape(server)
+            assert value(calm, "skype_fastagi_event_loop_lag_worst_seconds") < 0.1
+            time.sleep(0.3)  # the loop stalls, as a blocking call on it would make it
+            await asyncio.sleep(0.12)  # the monitor's timer runs late, then once more on time
+            stalled = await scrape(server)
+            assert value(stalled, "skype_fastagi_event_loop_lag_worst_seconds") >= 0.25
+            assert value(stalled, "skype_fastagi_event_loop_lag_seconds") < 0.1
     run(body())
 
 

@@ -78,7 +78,8 @@ class Closed:
 Event = Environment | Reply | Hangup | Closed
 
 _REPLY_200 = re.compile(r"^200 result=(?P<result>-?\S*)(?: \((?P<data>.*)\))?(?: endpos=-?\d+)?$")
-_ARG_KEY = re.compile(r"^agi_arg_(\d+)$")
+_SET_VARIABLE_REPLY = Reply(200, "1", None, ("200 result=1",))
+_ENVIRONMENT_END = re.compile(rb"(?:\A|(?<=\n))\r?\n")  # the empty line that ends the environment
 
 
 class AgiConnection:
@@ -103,6 +104,11 @@ class AgiConnection:
             return [Closed()]
         self._buffer += data
         events: list[Event] = []
+        if self.state is State.ENVIRONMENT:
+            environment = self._receive_environment()
+            if environment is None:
+                return events
+            events.append(environment)
         while self.state is not State.CLOSED:
             line = self._next_line()
             if line is None:
@@ -111,6 +117,33 @@ class AgiConnection:
             if event is not None:
                 events.append(event)
         return events
+
+    def _receive_environment(self) -> Environment | None:
+        """Take the environment's complete lines from the buffer (all at once: the usual case is one chunk).
+
+        Lines are checked as soon as they are complete, so garbage is refused at its first line.
+        """
+        end = _ENVIRONMENT_END.search(self._buffer)
+        complete = end.start() if end else self._buffer.rfind(b"\n") + 1
+        if not end and len(self._buffer) - complete > self.limits.max_line:
+            raise AgiProtocolError(f"line longer than {self.limits.max_line} bytes")
+        block = bytes(self._buffer[:complete])
+        del self._buffer[: end.end() if end else complete]
+        self._env_bytes += len(block)
+        if self._env_bytes > self.limits.max_environment:
+            raise AgiProtocolError(f"environment larger than {self.limits.max_environment} bytes")
+        if len(block) > self.limits.max_line and max(map(len, block.split(b"\n"))) > self.limits.max_line:
+            raise AgiProtocolError(f"line longer than {self.limits.max_line} bytes")
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AgiProtocolError("invalid UTF-8 from the peer") from exc
+        for line in text.split("\n")[:-1] if text else ():
+            self._environment_line(line.rstrip("\r"))
+        if end is None:
+            return None
+        self.state = State.IDLE
+        return self._build_environment()
 
     def _next_line(self) -> str | None:
         end = self._buffer.find(b"\n")
@@ -128,36 +161,29 @@ class AgiConnection:
             raise AgiProtocolError("invalid UTF-8 from the peer") from exc
 
     def _handle_line(self, line: str) -> Event | None:
-        if self.state is State.ENVIRONMENT:
-            return self._environment_line(line)
         if line == "HANGUP":
             return Hangup()
         if self.state is not State.AWAITING_REPLY:
             raise AgiProtocolError(f"unexpected line from the peer: {line[:80]!r}")
         return self._reply_line(line)
 
-    def _environment_line(self, line: str) -> Environment | None:
-        if line == "":
-            self.state = State.IDLE
-            return self._build_environment()
-        self._env_bytes += len(line) + 1
-        if self._env_bytes > self.limits.max_environment:
-            raise AgiProtocolError(f"environment larger than {self.limits.max_environment} bytes")
+    def _environment_line(self, line: str) -> None:
         key, sep, value = line.partition(":")
         if not sep or not key.startswith("agi_"):
             raise AgiProtocolError(f"malformed environment line: {line[:80]!r}")
         self._env[key] = value[1:] if value.startswith(" ") else value
         if len(self._env) > self.limits.max_arguments + 64:
             raise AgiProtocolError("too many environment variables")
-        return None
 
     def _build_environment(self) -> Environment:
         numbered = {}
         variables = {}
         for key, value in self._env.items():
-            match = _ARG_KEY.match(key)
-            if match:
-                numbered[int(match.group(1))] = value
+            number = key[8:]
+            if key.startswith("agi_arg_") and number.isascii() and number.isdigit():
+                if len(number) > 6:  # Asterisk numbers at most 128 arguments
+                    raise AgiProtocolError(f"AGI argument number out of range: {key[:80]!r}")
+                numbered[int(number)] = value
             else:
                 variables[key] = value
         if len(numbered) > self.limits.max_arguments:
@@ -195,11 +221,13 @@ class AgiConnection:
 
 def parse_reply(line: str) -> Reply:
     """One single-line reply (`200 …`, `510 …`, `511 …`, or anything else Asterisk sends)."""
+    if line == _SET_VARIABLE_REPLY.lines[0]:  # the reply to nearly every command a session sends
+        return _SET_VARIABLE_REPLY
     match = _REPLY_200.match(line)
     if match:
         return Reply(200, match.group("result"), match.group("data"), (line,))
     code = line[:3]
-    if code.isdigit():
+    if code.isdecimal():  # not isdigit(): "²" is a digit that int() refuses
         return Reply(int(code), lines=(line,))
     raise AgiProtocolError(f"malformed reply: {line[:80]!r}")
 
@@ -214,6 +242,7 @@ def encode_command(command: str) -> bytes:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_()]+$")
 # room for `SET VARIABLE <name> "<value>"\n` with the longest names we use
 _MAX_VALUE_BYTES = MAX_COMMAND_BYTES - 200
@@ -223,14 +252,18 @@ def quote_value(value: str) -> str:
     """Quote a value the way Asterisk's `parse_args` reads it back.
 
     Backslash and double quote are escaped; control characters (CR, LF, TAB, …) would
-    end or corrupt the command line, so each becomes one space. Values longer than
-    fits in one command are cut at a character boundary.
+    end or corrupt the command line, so each becomes one space; a lone surrogate has no
+    UTF-8 form, so it becomes U+FFFD. Values whose quoted form is longer than fits in
+    one command are cut at a character boundary, never inside an escape.
     """
-    value = _CONTROL.sub(" ", value)
-    encoded = value.encode("utf-8")
+    value = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", value))
+    quoted = value.replace("\\", "\\\\").replace('"', '\\"')
+    encoded = quoted.encode("utf-8")
     if len(encoded) > _MAX_VALUE_BYTES:
-        value = encoded[:_MAX_VALUE_BYTES].decode("utf-8", errors="ignore")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        quoted = encoded[:_MAX_VALUE_BYTES].decode("utf-8", errors="ignore")
+        if (len(quoted) - len(quoted.rstrip("\\"))) % 2:  # the cut split a `\\` or `\"`
+            quoted = quoted[:-1]
+    return '"' + quoted + '"'
 
 
 def set_variable(name: str, value: str) -> str:

@@ -2,19 +2,22 @@
 
 Everything protocol-related lives in `protocol.py`; this module only moves bytes,
 enforces `permit`, the environment deadline and the per-session time cap, and keeps
-the set of running sessions for a graceful stop.
+the running connections for a graceful stop. Each connection is an `asyncio.Protocol`
+feeding `AgiConnection`: a peer that never completes its environment costs a timer and
+a buffer, no task; a task runs only once a whole environment has arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
-from .protocol import AgiConnection, AgiProtocolError, Closed, Environment, Limits
-from .session import READ_CHUNK, AgiSession
+from .protocol import AgiConnection, AgiProtocolError, Environment, Limits, Reply
+from .session import AgiSession
 
 log = logging.getLogger("fastagi.agi")
 
@@ -46,10 +49,12 @@ def permitted(address: str, permit: Sequence[Network]) -> bool:
 class AgiServer:
     def __init__(self, settings: AgiServerSettings, handler: SessionHandler) -> None:
         self.settings = settings
-        self._handler = handler
+        self.handler = handler
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[_AgiProtocol] = set()
         self.refused = 0
+        # a PBX connects from a handful of addresses: decide each one once
+        self.permitted = functools.lru_cache(maxsize=4096)(lambda address: permitted(address, settings.permit))
 
     @property
     def port(self) -> int:
@@ -58,75 +63,135 @@ class AgiServer:
 
     @property
     def active(self) -> int:
-        return len(self._tasks)
+        """Open connections: sessions running and peers still sending their environment."""
+        return len(self._connections)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, self.settings.bind, self.settings.port, limit=READ_CHUNK, backlog=1024
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _AgiProtocol(self), self.settings.bind, self.settings.port, backlog=1024
         )
         log.info("FastAGI listening on %s:%d", self.settings.bind, self.port)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, let running sessions finish for up to `grace` seconds."""
+        """Stop accepting, drop peers still sending an environment, let sessions finish for up to `grace` seconds."""
         if self._server is None:
             return
         self._server.close()
         await self._server.wait_closed()
-        if self._tasks:
-            log.info("waiting up to %.1fs for %d AGI session(s)", grace, len(self._tasks))
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        tasks = set()
+        for connection in list(self._connections):
+            if connection.task is None:
+                connection.drop()
+            else:
+                tasks.add(connection.task)
+        if tasks:
+            log.info("waiting up to %.1fs for %d AGI session(s)", grace, len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        if not permitted(peer[0], self.settings.permit):
+    def admit(self, connection: _AgiProtocol, address: str) -> bool:
+        if not self.permitted(address):
             self.refused += 1
-            log.warning("refused AGI connection from %s: not in permit", peer[0])
-            writer.transport.abort()
-            return
-        if len(self._tasks) >= self.settings.max_connections:
+            log.warning("refused AGI connection from %s: not in permit", address)
+            return False
+        if len(self._connections) >= self.settings.max_connections:
             self.refused += 1
-            log.warning("refused AGI connection from %s: %d sessions open", peer[0], len(self._tasks))
-            writer.transport.abort()
-            return
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer, peer[0]))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            log.warning("refused AGI connection from %s: %d sessions open", address, len(self._connections))
+            return False
+        self._connections.add(connection)
+        return True
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
-        connection = AgiConnection(self.settings.limits)
+    def forget(self, connection: _AgiProtocol) -> None:
+        self._connections.discard(connection)
+
+
+class _AgiProtocol(asyncio.Protocol):
+    """One FastAGI connection: bytes into `AgiConnection`, its events to the session."""
+
+    def __init__(self, server: AgiServer) -> None:
+        self.server = server
+        self.connection = AgiConnection(server.settings.limits)
+        self.peer = "?"
+        self.transport: asyncio.Transport | None = None
+        self.session: AgiSession | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = (transport.get_extra_info("peername") or ("?",))[0]
+        if not self.server.admit(self, self.peer):
+            transport.abort()
+            return
+        timeout = self.server.settings.environment_timeout
+        self._deadline = asyncio.get_running_loop().call_later(timeout, self._environment_late, timeout)
+
+    def data_received(self, data: bytes) -> None:
         try:
-            environment = await self._read_environment(reader, connection, peer)
-            if environment is not None:
-                session = AgiSession(reader, writer, connection, environment)
-                async with asyncio.timeout(self.settings.session_timeout):
-                    await self._handler(session)
-        except TimeoutError:
-            log.warning("AGI session from %s exceeded %.1fs and was closed", peer, self.settings.session_timeout)
-        except (ConnectionError, OSError) as exc:
-            log.info("AGI connection from %s lost: %s", peer, exc)
+            events = self.connection.receive_data(data)
         except AgiProtocolError as exc:
-            log.warning("AGI protocol error from %s: %s", peer, exc)
-        except Exception:  # noqa: BLE001 - one session's bug must never take the server down
-            log.exception("AGI session from %s failed", peer)
-        finally:
-            writer.close()
+            log.warning("AGI protocol error from %s: %s", self.peer, exc)
+            self.drop()
+            return
+        for event in events:
+            if isinstance(event, Reply):
+                assert self.session is not None  # the protocol core allows no reply before a command
+                self.session.reply(event)
+            elif isinstance(event, Environment):
+                self._start(event)
+            # a Hangup needs nothing: the result variables are dead-safe commands
 
-    async def _read_environment(
-        self, reader: asyncio.StreamReader, connection: AgiConnection, peer: str
-    ) -> Environment | None:
+    def eof_received(self) -> bool:
+        self.connection.receive_data(b"")
+        if self.session is None:
+            log.warning("AGI peer %s closed before sending its whole environment", self.peer)
+        return False  # nothing more can be asked of a peer that closed: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        if self.session is not None:
+            self.session.closed()
+        if exc is not None and self.task is None:
+            log.info("AGI connection from %s lost: %s", self.peer, exc)
+        self.server.forget(self)
+
+    def drop(self) -> None:
+        self._cancel_deadline()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _environment_late(self, timeout: float) -> None:
+        log.warning("AGI peer %s sent no complete environment within %.1fs", self.peer, timeout)
+        self.drop()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _start(self, environment: Environment) -> None:
+        self._cancel_deadline()
+        assert self.transport is not None
+        self.session = AgiSession(self.transport, self.connection, environment)
+        self.task = asyncio.get_running_loop().create_task(self._run(self.session))
+
+    async def _run(self, session: AgiSession) -> None:
+        timeout = self.server.settings.session_timeout
         try:
-            async with asyncio.timeout(self.settings.environment_timeout):
-                while True:
-                    for event in connection.receive_data(await reader.read(READ_CHUNK)):
-                        if isinstance(event, Environment):
-                            return event
-                        if isinstance(event, Closed):
-                            log.warning("AGI peer %s closed before sending its whole environment", peer)
-                            return None
+            async with asyncio.timeout(timeout):
+                await self.server.handler(session)
         except TimeoutError:
-            log.warning("AGI peer %s sent no complete environment within %.1fs", peer, self.settings.environment_timeout)
-            return None
+            log.warning("AGI session from %s exceeded %.1fs and was closed", self.peer, timeout)
+        except (ConnectionError, OSError) as exc:
+            log.info("AGI connection from %s lost: %s", self.peer, exc)
+        except AgiProtocolError as exc:
+            log.warning("AGI protocol error from %s: %s", self.peer, exc)
+        except Exception:  # noqa: BLE001 - one session's bug must never take the server down
+            log.exception("AGI session from %s failed", self.peer)
+        finally:
+            assert self.transport is not None
+            self.transport.close()

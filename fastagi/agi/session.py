@@ -1,13 +1,11 @@
-"""An AGI session over asyncio streams: a thin layer over `AgiConnection`."""
+"""An AGI session over an asyncio transport: a thin layer over `AgiConnection`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 
-from .protocol import AgiConnection, Closed, Environment, Reply
-
-READ_CHUNK = 65536
+from .protocol import AgiConnection, Environment, Reply
 
 
 class SessionClosed(ConnectionError):
@@ -20,41 +18,44 @@ class AgiSession:
     Asterisk reads commands with stdio but waits with `poll()`: several commands in one
     write stall after the first reply. So commands go one by one, except `finish()`,
     which pipelines the last batch and half-closes the socket (the only safe way).
+    The server's protocol feeds replies in with `reply()` and `closed()`.
     """
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        connection: AgiConnection,
-        environment: Environment,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, transport: asyncio.WriteTransport, connection: AgiConnection, environment: Environment) -> None:
+        self._transport = transport
         self._connection = connection
         self._replies: deque[Reply] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
         self.environment = environment
 
     async def command(self, command: str) -> Reply:
-        self._writer.write(self._connection.send_command(command))
-        await self._writer.drain()
+        self._transport.write(self._connection.send_command(command))
         return await self._next_reply()
 
     async def finish(self, commands: list[str]) -> list[Reply]:
         """Send the last commands in one write, half-close, and collect every reply."""
-        self._writer.write(b"".join(self._connection.send_command(c) for c in commands))
-        if self._writer.can_write_eof():
-            self._writer.write_eof()
-        await self._writer.drain()
+        self._transport.write(b"".join(self._connection.send_command(c) for c in commands))
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
         return [await self._next_reply() for _ in commands]
+
+    def reply(self, reply: Reply) -> None:
+        self._replies.append(reply)
+        self._wake()
+
+    def closed(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def _next_reply(self) -> Reply:
         while not self._replies:
-            data = await self._reader.read(READ_CHUNK)
-            for event in self._connection.receive_data(data):
-                # a Hangup needs nothing here: the result variables are dead-safe commands
-                if isinstance(event, Reply):
-                    self._replies.append(event)
-                elif isinstance(event, Closed):
-                    raise SessionClosed("peer closed the AGI connection")
+            if self._closed:
+                raise SessionClosed("peer closed the AGI connection")
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
         return self._replies.popleft()

@@ -97,7 +97,7 @@ class AccountManager(CallControl):
     # -- profile, balance ------------------------------------------------------
     def balance(self, account: str) -> tuple[int, str]:
         self.account(account)
-        return self.store.ensure_account(account, 0, self.accounts[account].currency)
+        return self.store.balance(account) or self.store.ensure_account(account, 0, self.accounts[account].currency)
 
     def user(self, account: str, handle: str) -> tuple[Profile, dict[str, int]]:
         self.account(account)
@@ -156,8 +156,7 @@ class AccountManager(CallControl):
             raise SkypeError(errors.NOT_AUTHORIZED, f"{handle} is blocked by {account}; unblock with user-set-block")
         chat = self.store.open_chat(account, handle) or f"#{account}/${handle};{secrets.token_hex(8)}"
         await self.network.send_chat_message(account, handle, chat, body)
-        self.store.add_chat(account, chat, handle)
-        message_id = self.store.add_message(account, chat, account, body, "outgoing")
+        message_id = self.store.add_message(account, chat, handle, account, body, "outgoing")
         self.publish(EventKind.CHAT_MESSAGE, account, ChatName=chat, From=account,
                      FromName=self.display_name(account), To=handle, Body=body,
                      MessageID=message_id, Direction="outgoing")

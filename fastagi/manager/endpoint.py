@@ -31,8 +31,7 @@ class AccountEndpoint:
         m = self.manager
         if m.is_blocked(self.account, sender):
             raise SkypeError(errors.NOT_AUTHORIZED, f"{self.account} does not accept messages from {sender}")
-        m.store.add_chat(self.account, chat_name, sender)
-        message_id = m.store.add_message(self.account, chat_name, sender, body, "incoming")
+        message_id = m.store.add_message(self.account, chat_name, sender, sender, body, "incoming")
         m.publish(EventKind.CHAT_MESSAGE, self.account, ChatName=chat_name, From=sender,
                   FromName=m.display_name(sender), To=self.account,
                   Body=body, MessageID=message_id, Direction="incoming")

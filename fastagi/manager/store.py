@@ -81,6 +81,10 @@ class Store:
             return self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
 
     # -- accounts --------------------------------------------------------------
+    def balance(self, name: str) -> tuple[int, str] | None:
+        row = self._row("SELECT balance, currency FROM accounts WHERE name = ?", (name,))
+        return (row["balance"], row["currency"]) if row else None
+
     def ensure_account(self, name: str, balance: int, currency: str) -> tuple[int, str]:
         """The stored balance of an account; the config's value seeds it only once."""
         self._write("INSERT OR IGNORE INTO accounts (name, balance, currency) VALUES (?, ?, ?)", (name, balance, currency))
@@ -133,13 +137,6 @@ class Store:
     def chat(self, account: str, name: str) -> sqlite3.Row | None:
         return self._row("SELECT * FROM chats WHERE account = ? AND name = ?", (account, name))
 
-    def add_chat(self, account: str, name: str, partner: str) -> None:
-        self._write(
-            "INSERT INTO chats (account, name, partner, created) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(account, name) DO UPDATE SET left_at = NULL",
-            (account, name, partner, time.time()),
-        )
-
     def leave_chat(self, account: str, name: str) -> bool:
         return self._write(
             "UPDATE chats SET left_at = ? WHERE account = ? AND name = ? AND left_at IS NULL", (time.time(), account, name)
@@ -148,11 +145,19 @@ class Store:
     def chats(self, account: str) -> list[sqlite3.Row]:
         return self._rows("SELECT * FROM chats WHERE account = ? ORDER BY created", (account,))
 
-    def add_message(self, account: str, chat: str, sender: str, body: str, direction: str) -> int:
-        cur = self._write(
-            "INSERT INTO messages (account, chat, sender, body, direction, created) VALUES (?, ?, ?, ?, ?, ?)",
-            (account, chat, sender, body, direction, time.time()),
-        )
+    def add_message(self, account: str, chat: str, partner: str, sender: str, body: str, direction: str) -> int:
+        """Store a message and (re)open its chat with `partner`, in one transaction; returns the message's id."""
+        now = time.time()
+        with self._db:
+            self._db.execute(
+                "INSERT INTO chats (account, name, partner, created) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(account, name) DO UPDATE SET left_at = NULL",
+                (account, chat, partner, now),
+            )
+            cur = self._db.execute(
+                "INSERT INTO messages (account, chat, sender, body, direction, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (account, chat, sender, body, direction, now),
+            )
         return int(cur.lastrowid or 0)
 
     def messages(self, account: str, chat: str | None = None) -> list[sqlite3.Row]:
