@@ -79,7 +79,18 @@ Event = Environment | Reply | Hangup | Closed
 
 _REPLY_200 = re.compile(r"^200 result=(?P<result>-?\S*)(?: \((?P<data>.*)\))?(?: endpos=-?\d+)?$")
 _SET_VARIABLE_REPLY = Reply(200, "1", None, ("200 result=1",))
-_ENVIRONMENT_END = re.compile(rb"(?:\A|(?<=\n))\r?\n")  # the empty line that ends the environment
+_ENVIRONMENT_PAIR = re.compile(r"^(agi_[^:\n]*): ?(.*)$", re.MULTILINE)  # one leading space dropped
+_TRAILING_CR = re.compile(r"\r+$", re.MULTILINE)
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
+
+
+def _environment_end(buffer: bytearray) -> tuple[int, int] | None:
+    """Where the empty line that ends the environment starts and ends in `buffer`, if it is there."""
+    for empty in (b"\n", b"\r\n"):
+        if buffer.startswith(empty):
+            return 0, len(empty)
+    found = _EMPTY_LINE.search(buffer)
+    return (found.start() + 1, found.end()) if found else None
 
 
 class AgiConnection:
@@ -91,6 +102,7 @@ class AgiConnection:
         self._buffer = bytearray()
         self._env: dict[str, str] = {}
         self._env_bytes = 0
+        self._arguments = False  # whether an `agi_arg_N` line may have come
         self._usage: list[str] | None = None
         self._outstanding = 0
 
@@ -123,12 +135,12 @@ class AgiConnection:
 
         Lines are checked as soon as they are complete, so garbage is refused at its first line.
         """
-        end = _ENVIRONMENT_END.search(self._buffer)
-        complete = end.start() if end else self._buffer.rfind(b"\n") + 1
+        end = _environment_end(self._buffer)
+        complete = end[0] if end else self._buffer.rfind(b"\n") + 1
         if not end and len(self._buffer) - complete > self.limits.max_line:
             raise AgiProtocolError(f"line longer than {self.limits.max_line} bytes")
         block = bytes(self._buffer[:complete])
-        del self._buffer[: end.end() if end else complete]
+        del self._buffer[: end[1] if end else complete]
         self._env_bytes += len(block)
         if self._env_bytes > self.limits.max_environment:
             raise AgiProtocolError(f"environment larger than {self.limits.max_environment} bytes")
@@ -138,8 +150,7 @@ class AgiConnection:
             text = block.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise AgiProtocolError("invalid UTF-8 from the peer") from exc
-        for line in text.split("\n")[:-1] if text else ():
-            self._environment_line(line.rstrip("\r"))
+        self._environment_lines(_TRAILING_CR.sub("", text) if "\r" in text else text)
         if end is None:
             return None
         self.state = State.IDLE
@@ -167,15 +178,20 @@ class AgiConnection:
             raise AgiProtocolError(f"unexpected line from the peer: {line[:80]!r}")
         return self._reply_line(line)
 
-    def _environment_line(self, line: str) -> None:
-        key, sep, value = line.partition(":")
-        if not sep or not key.startswith("agi_"):
-            raise AgiProtocolError(f"malformed environment line: {line[:80]!r}")
-        self._env[key] = value[1:] if value.startswith(" ") else value
+    def _environment_lines(self, text: str) -> None:
+        """Check and keep complete `agi_key: value` lines: one regular-expression pass, not a loop per line."""
+        pairs = _ENVIRONMENT_PAIR.findall(text)
+        if len(pairs) != text.count("\n"):  # each good line gives one pair: some line is not `agi_key: value`
+            bad = next(line for line in text.split("\n") if not _ENVIRONMENT_PAIR.fullmatch(line))
+            raise AgiProtocolError(f"malformed environment line: {bad[:80]!r}")
+        self._env.update(pairs)
+        self._arguments = self._arguments or "agi_arg_" in text
         if len(self._env) > self.limits.max_arguments + 64:
             raise AgiProtocolError("too many environment variables")
 
     def _build_environment(self) -> Environment:
+        if not self._arguments:  # the usual case: the action's arguments are in the URL
+            return Environment(self._env, [])
         numbered = {}
         variables = {}
         for key, value in self._env.items():

@@ -56,6 +56,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._balances: dict[str, tuple[int, str]] = {
+            row["name"]: (row["balance"], row["currency"]) for row in self._rows("SELECT * FROM accounts")
+        }
 
     def close(self) -> None:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -82,15 +85,16 @@ class Store:
 
     # -- accounts --------------------------------------------------------------
     def balance(self, name: str) -> tuple[int, str] | None:
-        row = self._row("SELECT balance, currency FROM accounts WHERE name = ?", (name,))
-        return (row["balance"], row["currency"]) if row else None
+        """From memory: only this class changes balances, and it keeps `_balances` equal to the table."""
+        return self._balances.get(name)
 
     def ensure_account(self, name: str, balance: int, currency: str) -> tuple[int, str]:
         """The stored balance of an account; the config's value seeds it only once."""
         self._write("INSERT OR IGNORE INTO accounts (name, balance, currency) VALUES (?, ?, ?)", (name, balance, currency))
         row = self._row("SELECT balance, currency FROM accounts WHERE name = ?", (name,))
         assert row is not None
-        return row["balance"], row["currency"]
+        self._balances[name] = row["balance"], row["currency"]
+        return self._balances[name]
 
     def charge(self, account: str, amount: int) -> int | None:
         """Take `amount` off the balance if it is there; the new balance, or None when short."""
@@ -100,7 +104,9 @@ class Store:
             )
             if cur.rowcount == 0:
                 return None
-            return self._db.execute("SELECT balance FROM accounts WHERE name = ?", (account,)).fetchone()[0]
+            row = self._db.execute("SELECT balance, currency FROM accounts WHERE name = ?", (account,)).fetchone()
+        self._balances[account] = row["balance"], row["currency"]
+        return int(row["balance"])
 
     # -- contacts --------------------------------------------------------------
     def contact(self, account: str, handle: str) -> dict[str, int]:
