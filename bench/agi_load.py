@@ -31,16 +31,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import platform
+import random
 import sqlite3
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from fastagi.cli import event_loop
 
-from .harness import LOAD_CPU, Server, free_port, percentile, pin, raise_file_limit
+from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, percentile, pin, raise_file_limit
 
 ACTIONS = {
     "get-profile-balance": "get-profile-balance?account=alice",
@@ -120,29 +124,70 @@ class Measured:
     def rate(self) -> float:
         return len(self.latencies) / (self.ended - self.started)
 
+    def record(self, began: float, ended: float, ok: bool) -> None:
+        self.succeeded_in_all += ok
+        if self.started <= ended <= self.ended:
+            self.latencies.append(ended - began)
+            self.succeeded += ok
+            self.failed += not ok
 
-async def offer_load(port: int, script: str, concurrency: int, seconds: float, hangup: bool = False) -> Measured:
-    """Keep `concurrency` sessions in flight; measure those that end in the window after a warm-up."""
-    clock = time.perf_counter  # not loop.time(): uvloop's clock ticks in whole milliseconds
-    start = clock() + WARM_UP
+
+CLOCK = time.perf_counter  # not loop.time(): uvloop's clock ticks in whole milliseconds
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where sessions go and how each one runs."""
+
+    port: int
+    script: str
+    hangup: bool = False  # Asterisk's `HANGUP` line before the first reply, as when the caller hangs up
+
+
+async def timed_session(target: Target, uniqueid: int, began: float, measured: Measured) -> None:
+    try:
+        ok = (await one_session(target.port, target.script, uniqueid, target.hangup)).succeeded
+    except OSError:
+        ok = False
+    measured.record(began, CLOCK(), ok)
+
+
+async def offer_load(target: Target, concurrency: int, seconds: float) -> Measured:
+    """Closed loop: keep `concurrency` sessions in flight; measure those that end in the window after a warm-up."""
+    start = CLOCK() + WARM_UP
     measured = Measured(start, start + seconds)
     counter = iter(range(1, 1 << 62))
 
     async def worker() -> None:
-        while (began := clock()) < measured.ended:
-            try:
-                side = await one_session(port, script, next(counter), hangup)
-                ok = side.succeeded
-            except OSError:
-                ok = False
-            ended = clock()
-            measured.succeeded_in_all += ok
-            if measured.started <= ended <= measured.ended:
-                measured.latencies.append(ended - began)
-                measured.succeeded += ok
-                measured.failed += not ok
+        while (began := CLOCK()) < measured.ended:
+            await timed_session(target, next(counter), began, measured)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return measured
+
+
+async def offer_paced(target: Target, rate: float, seconds: float, limit: int) -> Measured:
+    """Open loop: sessions arrive at random (Poisson) at `rate` per second whatever the server's pace.
+
+    Latency counts from each session's due time, so a slow server cannot hide its backlog;
+    at most `limit` sessions are open at once, and an arrival beyond that counts as failed.
+    """
+    arrivals = random.Random(1)
+    start = CLOCK() + WARM_UP
+    measured = Measured(start, start + seconds)
+    running: set[asyncio.Task[None]] = set()
+    due, uniqueid = CLOCK(), 0
+    while due < measured.ended:
+        due += arrivals.expovariate(rate)
+        await asyncio.sleep(max(0.0, due - CLOCK()))
+        if len(running) >= limit:
+            measured.record(due, due, False)
+            continue
+        uniqueid += 1
+        task = asyncio.get_running_loop().create_task(timed_session(target, uniqueid, due, measured))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    await asyncio.gather(*running)
     return measured
 
 
@@ -210,53 +255,68 @@ def start_baseline(kind: str, folder: Path, commands: list[bytes], loop: str) ->
 @dataclass
 class Row:
     server: str
-    action: str
-    concurrency: int
+    load: str  # "50" in flight (closed loop) or "2000/s" arriving (open loop)
     measured: Measured
     core_pct: float
     load_pct: float  # this load generator's share of its own core
 
-    def line(self, ratios: str) -> str:
+    def line(self, ratio: str) -> str:
         m = self.measured
         ms = [1000 * percentile(m.latencies, q) for q in (0.5, 0.99, 1.0)]
-        return (f"{self.action:<20} {self.concurrency:>5} {self.server:<11} {m.rate:>9.0f} {ms[0]:>7.2f} {ms[1]:>7.2f} "
-                f"{ms[2]:>8.2f} {self.core_pct:>6.0f} {self.load_pct:>6.0f} {m.failed:>6} {ratios}")
+        return (f"  {self.load:>8} {self.server:<11} {m.rate:>9.0f} {ms[0]:>7.2f} {ms[1]:>7.2f} {ms[2]:>8.2f} "
+                f"{self.core_pct:>6.0f} {self.load_pct:>6.0f} {m.failed:>6} {ratio}")
 
 
-async def measure(server: Server, name: str, action: str, concurrency: int, seconds: float) -> Row:
+HEADER = (f"  {'load':>8} {'server':<11} {'sess/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>8} "
+          f"{'core%':>6} {'load%':>6} {'failed':>6} gateway/baseline")
+
+
+async def measure(server: Server, name: str, label: str, offer: Callable[[Target], Awaitable[Measured]],
+                  target: Target) -> Row:
     cpu, own = server.cpu_seconds(), time.process_time()
     began = time.monotonic()
-    measured = await offer_load(server.port, ACTIONS[action], concurrency, seconds)
+    measured = await offer(replace(target, port=server.port))
     elapsed = time.monotonic() - began
-    return Row(name, action, concurrency, measured, 100 * (server.cpu_seconds() - cpu) / elapsed,
+    return Row(name, label, measured, 100 * (server.cpu_seconds() - cpu) / elapsed,
                100 * (time.process_time() - own) / elapsed)
 
 
-async def run(seconds: float, concurrencies: list[int], loop: str) -> None:
-    print(f"servers on the {loop} event loop; load generator on uvloop")
-    print(f"{'action':<20} {'conc':>5} {'server':<11} {'sess/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>8} "
-          f"{'core%':>6} {'load%':>6} {'failed':>6} ratios")
+async def compare(servers: dict[str, Server], label: str, offer: Callable[[Target], Awaitable[Measured]],
+                  target: Target) -> int:
+    """One row per server under the same load; returns how many gateway sessions succeeded."""
+    rows = [await measure(server, name, label, offer, target) for name, server in servers.items()]
+    ours = rows[0].measured.rate
+    for row in rows:
+        print(row.line(f"{ours / row.measured.rate:.2f}" if row is not rows[0] else ""), flush=True)
+    return rows[0].measured.succeeded_in_all
+
+
+async def run(args: argparse.Namespace) -> None:
+    print(f"servers on the {args.loop} event loop (server core {SERVER_CPU}); load generator on uvloop (core {LOAD_CPU}); "
+          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     for action in ACTIONS:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            gateway = Server.gateway(folder, f"event_loop = {loop}")
-            probe = await one_session(gateway.port, ACTIONS[action], 0)
+            gateway = Server.gateway(folder, f"event_loop = {args.loop}")
+            target = Target(gateway.port, ACTIONS[action], args.hangup)
+            probe = await one_session(gateway.port, target.script, 0)
             assert probe.succeeded, probe.commands
-            baselines = {kind: start_baseline(kind, folder, probe.commands, loop) for kind in ("panoramisk", "minimal")}
-            servers = {"gateway": gateway, **baselines}
+            servers = {"gateway": gateway}
+            servers |= {kind: start_baseline(kind, folder, probe.commands, args.loop) for kind in ("panoramisk", "minimal")}
             successes = 1
             try:
-                for concurrency in concurrencies:
-                    rows = {name: await measure(s, name, action, concurrency, seconds) for name, s in servers.items()}
-                    ours = rows["gateway"].measured.rate
-                    successes += rows["gateway"].measured.succeeded_in_all
-                    for name, row in rows.items():
-                        ratio = f"gateway/this {ours / row.measured.rate:.2f}" if name != "gateway" else ""
-                        print(row.line(ratio), flush=True)
+                print(f"{action}, closed loop: N sessions always in flight")
+                print(HEADER)
+                for n in args.concurrency:
+                    successes += await compare(servers, str(n), lambda t, n=n: offer_load(t, n, args.seconds), target)
+                print(f"{action}, open loop: sessions arriving at random, at most {args.limit} open")
+                print(HEADER)
+                for rate in args.rates:
+                    successes += await compare(servers, f"{rate}/s",
+                                               lambda t, r=rate: offer_paced(t, r, args.seconds, args.limit), target)
             finally:
-                for baseline in baselines.values():
-                    baseline.stop()
-                gateway.stop(kill=True)
+                for server in servers.values():
+                    server.stop(kill=True)
             if action == "chatmessage-send":
                 print(durability(folder / "state.db", successes), flush=True)
 
@@ -272,7 +332,10 @@ def durability(database: Path, successes: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured window per row")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 200, 1000])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 200, 1000], help="closed-loop rows")
+    parser.add_argument("--rates", type=int, nargs="+", default=[1000, 2000, 4000], help="open-loop rows, sessions/s")
+    parser.add_argument("--limit", type=int, default=200, help="open loop: most sessions open at once")
+    parser.add_argument("--hangup", action="store_true", help="each session gets HANGUP before its first reply")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the event loop of all three servers (the gateway's [general] event_loop)")
     parser.add_argument("--serve", choices=("panoramisk", "minimal"), help=argparse.SUPPRESS)
@@ -284,7 +347,7 @@ def main() -> None:
         return
     pin(LOAD_CPU)
     raise_file_limit()
-    event_loop("uvloop")(run(args.seconds, args.concurrency, args.loop))  # a generator much cheaper per session than any server
+    event_loop("uvloop")(run(args))  # a generator much cheaper per session than any server it measures
 
 
 if __name__ == "__main__":
