@@ -95,6 +95,31 @@ def test_bad_environment_is_a_protocol_error(data: bytes, reason: str) -> None:
         AgiConnection().receive_data(data)
 
 
+@pytest.mark.parametrize("data, variables", [
+    (b"agi_a: 1\r\nagi_b:2\r\n\r\nHANGUP\n", {"agi_a": "1", "agi_b": "2"}),  # CRLF lines; one leading space dropped
+    (b"agi_a:  two spaces\n\r\n", {"agi_a": " two spaces"}),  # only one space is the separator's
+    (b"\n", {}),
+    (b"\r\n", {}),
+    (b"agi_arg_2: b\nagi_arg_1: a=1\nagi_x: agi_arg_9\n\n", {"agi_x": "agi_arg_9"}),
+])
+def test_environment_endings_and_values(data: bytes, variables: dict[str, str]) -> None:
+    events = AgiConnection().receive_data(data)
+    environment = events[0]
+    assert isinstance(environment, Environment)
+    assert environment.variables == variables
+    assert environment.arguments == (["a=1", "b"] if b"agi_arg_1" in data else [])
+
+
+def test_malformed_line_is_named_even_after_good_ones() -> None:
+    with pytest.raises(AgiProtocolError, match="malformed environment line: 'oops: 1'"):
+        AgiConnection().receive_data(b"agi_network: yes\nagi_channel: x\noops: 1\nagi_y: 2\n")
+
+
+def test_argument_number_out_of_range_is_refused() -> None:
+    with pytest.raises(AgiProtocolError, match="out of range"):
+        AgiConnection().receive_data(b"agi_arg_1234567: a\n\n")
+
+
 def test_environment_size_limit() -> None:
     connection = AgiConnection(Limits(max_environment=100))
     with pytest.raises(AgiProtocolError, match="environment larger"):

@@ -14,9 +14,10 @@ import logging
 import os
 import socket
 import stat
+import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import SkypeError
 from ..manager.events import Event
@@ -46,7 +47,7 @@ class ControlServer:
     def __init__(self, gateway: Gateway, path: Path) -> None:
         self.gateway = gateway
         self.path = path
-        self.history: deque[dict[str, Any]] = deque(maxlen=EVENT_HISTORY)
+        self.history: deque[tuple[float, Event]] = deque(maxlen=EVENT_HISTORY)  # formatted only when shown
         self._followers: set[asyncio.Queue[Message]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -84,8 +85,11 @@ class ControlServer:
 
     # -- events ------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
-        record = views.event_record(event)
-        self.history.append(record)
+        when = time.time()
+        self.history.append((when, event))
+        if not self._followers:
+            return
+        record = views.event_record(event, when)
         for queue in list(self._followers):
             if queue.qsize() >= FOLLOW_BACKLOG:
                 self._followers.discard(queue)
@@ -145,7 +149,7 @@ class ControlServer:
         if isinstance(request, RemoteCall):
             return self._remote_call(request)
         if request.what == "events":
-            return views.events(self.history).to_message()
+            return views.events(views.event_record(event, when) for when, event in self.history).to_message()
         return TABLES[request.what](self.gateway).to_message()
 
     def _remote_call(self, request: RemoteCall) -> Message:
