@@ -110,6 +110,14 @@ def test_environment_endings_and_values(data: bytes, variables: dict[str, str]) 
     assert environment.arguments == (["a=1", "b"] if b"agi_arg_1" in data else [])
 
 
+def test_endless_usage_block_is_refused() -> None:
+    connection = AgiConnection()
+    connection.receive_data(b"\n")
+    connection.send_command("SET VARIABLE A 1")
+    with pytest.raises(AgiProtocolError, match="usage block longer than 64 lines"):
+        connection.receive_data(b"520-Invalid command syntax.\n" + b"usage\n" * 64)
+
+
 def test_malformed_line_is_named_even_after_good_ones() -> None:
     with pytest.raises(AgiProtocolError, match="malformed environment line: 'oops: 1'"):
         AgiConnection().receive_data(b"agi_network: yes\nagi_channel: x\noops: 1\nagi_y: 2\n")

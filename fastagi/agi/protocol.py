@@ -40,6 +40,7 @@ class Limits:
     max_line: int = 8192
     max_environment: int = 65536
     max_arguments: int = 128
+    max_usage_lines: int = 64  # a 520 usage block: Asterisk's longest is a few dozen lines
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,8 @@ class AgiConnection:
     def _reply_line(self, line: str) -> Reply | None:
         if self._usage is not None:
             self._usage.append(line)
+            if len(self._usage) > self.limits.max_usage_lines:
+                raise AgiProtocolError(f"520 usage block longer than {self.limits.max_usage_lines} lines")
             if line.startswith("520 "):
                 lines, self._usage = tuple(self._usage), None
                 return self._replied(Reply(520, lines=lines))
