@@ -24,7 +24,8 @@ Printed per action and concurrency: sessions/s, latency p50/p99/max in ms (conne
 close, as Asterisk sees it), the server's share of its core, and the gateway's rate as
 a ratio to each baseline. Every row also says how many sessions failed.
 
-    python -m bench.agi_load [--seconds 3] [--concurrency 1 50 200 1000] [--loop asyncio|uvloop]
+    python -m bench.agi_load [--seconds 3] [--concurrency 1 50 200 1000] [--rates 1000 2000 4000]
+                             [--loop asyncio|uvloop] [--database-sync normal|full] [--hangup]
 """
 
 from __future__ import annotations
@@ -294,10 +295,11 @@ async def compare(servers: dict[str, Server], label: str, offer: Callable[[Targe
 async def run(args: argparse.Namespace) -> None:
     print(f"servers on the {args.loop} event loop (server core {SERVER_CPU}); load generator on uvloop (core {LOAD_CPU}); "
           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}")
-    for action in ACTIONS:
+    print(f"gateway: database_sync = {args.database_sync}")
+    for action in args.actions:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            gateway = Server.gateway(folder, f"event_loop = {args.loop}")
+            gateway = Server.gateway(folder, f"event_loop = {args.loop}\ndatabase_sync = {args.database_sync}")
             target = Target(gateway.port, ACTIONS[action], args.hangup)
             probe = await one_session(gateway.port, target.script, 0)
             assert probe.succeeded, probe.commands
@@ -338,6 +340,9 @@ def main() -> None:
     parser.add_argument("--hangup", action="store_true", help="each session gets HANGUP before its first reply")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the event loop of all three servers (the gateway's [general] event_loop)")
+    parser.add_argument("--database-sync", choices=("normal", "full"), default="normal",
+                        help="the gateway's [general] database_sync")
+    parser.add_argument("--actions", nargs="+", choices=tuple(ACTIONS), default=tuple(ACTIONS))
     parser.add_argument("--serve", choices=("panoramisk", "minimal"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--commands", help=argparse.SUPPRESS)

@@ -53,7 +53,7 @@ class Gateway:
         self.config = config
         general = config.general
         self.bus = EventBus()
-        self.store = Store(general.database)
+        self.store = Store(general.database, general.database_sync)
         profiles = {name: profile_of(name, s) for name, s in config.accounts.items()}
         self.network = EmbeddedNetwork(
             users={name: scripted_user(name, s) for name, s in config.users.items() if name not in config.accounts},

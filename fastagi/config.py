@@ -140,6 +140,8 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("port", int_in(1, 65535), 4573, "FastAGI listen port"),
         Key("permit", network, None, "address or CIDR allowed to connect; repeatable (default 127.0.0.1/32)", True),
         Key("database", path, Path("skype-fastagi.db"), "SQLite state file (WAL)"),
+        Key("database_sync", one_of("normal", "full"), "normal",
+            "normal: each change survives a crash of the gateway | full: also a power loss (one fsync per change)"),
         Key("media_dir", path, Path("media"), "folder for relative WAV names"),
         Key("media_path", path, None, "another folder where absolute WAV names are allowed; repeatable", True),
         Key("incoming_dir", path, Path("incoming"), "folder where received files are stored, one subfolder per account"),

@@ -2,8 +2,10 @@
 
 Every method commits before it returns, so an action replies only after its change is
 on disk: a crash between the write and the reply can lose the reply, never the change.
-`synchronous=NORMAL` in WAL mode keeps committed data through a process crash; a power
-loss may lose the last transactions.
+With `sync="normal"` (SQLite's `synchronous=NORMAL` in WAL mode) committed data
+survives a crash of the process; a power loss may lose the last transactions.
+`sync="full"` adds an fsync to every commit, so they survive that too, at the price of
+one fsync per change.
 """
 
 from __future__ import annotations
@@ -49,12 +51,12 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 
 
 class Store:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, sync: str = "normal") -> None:
         self.path = str(path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute({"normal": "PRAGMA synchronous=NORMAL", "full": "PRAGMA synchronous=FULL"}[sync])
         self._db.executescript(SCHEMA)
         self._balances: dict[str, tuple[int, str]] = {
             row["name"]: (row["balance"], row["currency"]) for row in self._rows("SELECT * FROM accounts")

@@ -1,0 +1,33 @@
+"""The SQLite store: what an administrator's `database_sync` choice does, and balances kept equal to the table."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from fastagi.manager.store import Store
+
+
+@pytest.mark.parametrize("sync, level", [("normal", 1), ("full", 2)])
+def test_database_sync_sets_sqlite_synchronous(tmp_path: Path, sync: str, level: int) -> None:
+    store = Store(tmp_path / "state.db", sync)
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_balance_in_memory_equals_the_table_across_charges_and_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path)
+    assert store.balance("alice") is None
+    assert store.ensure_account("alice", 1000, "EUR") == (1000, "EUR")
+    assert store.ensure_account("alice", 5, "USD") == (1000, "EUR")  # the config seeds it only once
+    assert store.charge("alice", 30) == 970
+    assert store.charge("alice", 5000) is None  # short: nothing taken
+    assert store.balance("alice") == (970, "EUR")
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT balance FROM accounts WHERE name = 'alice'").fetchone()[0] == 970
+    store.close()
+    assert Store(path).balance("alice") == (970, "EUR")
