@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import socket
 import time
@@ -151,4 +152,33 @@ def test_client_gone_while_the_gateway_waits_for_a_reply(tmp_path: Path) -> None
                 assert gw.agi.active == 0
                 assert await normal_request(gw.agi.port) < 1.0
             assert lag.worst < 0.1
+    run(body())
+
+
+def test_closed_connections_are_freed_without_the_cycle_collector(tmp_path: Path) -> None:
+    """Garbage cycles are only freed by full collections, which stall the loop under load."""
+
+    def served_here(thing: object, port: int) -> bool:
+        if not isinstance(thing, asyncio.BaseTransport):
+            return False
+        sockname = thing.get_extra_info("sockname")
+        return isinstance(sockname, tuple) and sockname[1] == port
+
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(20):
+                    await normal_request(gw.agi.port)
+                await send_raw(gw.agi.port, HALF_ENVIRONMENT, then_close=True)
+                await asyncio.sleep(0.1)
+                gc.set_debug(gc.DEBUG_SAVEALL)
+                gc.collect()
+                cyclic = [thing for thing in gc.garbage if served_here(thing, gw.agi.port)]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+                gc.enable()
+            assert cyclic == []
     run(body())
