@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import random
@@ -71,7 +72,7 @@ def environment(script: str, uniqueid: int) -> bytes:
 class AsteriskSide(asyncio.Protocol):
     """One session as Asterisk runs it: environment, a reply per command line, close after the server's EOF."""
 
-    def __init__(self, env: bytes, done: asyncio.Future[AsteriskSide], hangup: bool) -> None:
+    def __init__(self, env: bytes, done: asyncio.Future[Ended], hangup: bool) -> None:
         self.env = env
         self.done = done
         self.hangup = hangup
@@ -98,16 +99,23 @@ class AsteriskSide(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
-            self.done.set_result(self)
+            self.done.set_result(Ended(self.commands))  # not `self`: that would be a reference cycle
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What one session left: the commands the server sent."""
+
+    commands: list[bytes]
 
     @property
     def succeeded(self) -> bool:
         return any(line.startswith(b'SET VARIABLE SKYPE_STATUS "SUCCESS"') for line in self.commands)
 
 
-async def one_session(port: int, script: str, uniqueid: int, hangup: bool = False) -> AsteriskSide:
+async def one_session(port: int, script: str, uniqueid: int, hangup: bool = False) -> Ended:
     loop = asyncio.get_running_loop()
-    done: asyncio.Future[AsteriskSide] = loop.create_future()
+    done: asyncio.Future[Ended] = loop.create_future()
     await loop.create_connection(lambda: AsteriskSide(environment(script, uniqueid), done, hangup), "127.0.0.1", port)
     return await done
 
@@ -274,10 +282,15 @@ HEADER = (f"  {'load':>8} {'server':<11} {'sess/s':>9} {'p50 ms':>7} {'p99 ms':>
 
 async def measure(server: Server, name: str, label: str, offer: Callable[[Target], Awaitable[Measured]],
                   target: Target) -> Row:
-    cpu, own = server.cpu_seconds(), time.process_time()
-    began = time.monotonic()
-    measured = await offer(replace(target, port=server.port))
-    elapsed = time.monotonic() - began
+    gc.collect()
+    gc.disable()  # no collection pause of this process may count as the server's latency
+    try:
+        cpu, own = server.cpu_seconds(), time.process_time()
+        began = time.monotonic()
+        measured = await offer(replace(target, port=server.port))
+        elapsed = time.monotonic() - began
+    finally:
+        gc.enable()
     return Row(name, label, measured, 100 * (server.cpu_seconds() - cpu) / elapsed,
                100 * (time.process_time() - own) / elapsed)
 
