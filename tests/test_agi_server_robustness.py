@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import resource
 import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import running_gateway, run
-from doubles.asterisk_agi import FakeAsterisk
+from doubles.asterisk_agi import FakeAsterisk, environment
 
 HALF_ENVIRONMENT = b"agi_network: yes\nagi_network_script: get-profile-balance?account=alice\nagi_chan"
 
@@ -182,3 +185,27 @@ def test_closed_connections_are_freed_without_the_cycle_collector(tmp_path: Path
                 gc.enable()
             assert cyclic == []
     run(body())
+
+
+@pytest.mark.parametrize("then", [b"", b"200 result=1 (R\xe9ception)\n", b"200 res"])
+def test_peer_leaving_while_a_reply_is_awaited_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, then: bytes
+) -> None:
+    """Closing, invalid UTF-8 or a cut reply while the gateway waits: logged as a lost peer, never as a failure."""
+
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.agi.port)
+            writer.write(environment("get-profile-balance", [], "1.7", "PJSIP/1000-1", gw.agi.port))
+            assert await reader.readline() == b"GET VARIABLE SKYPE_ACCOUNT\n"  # two accounts: it asks the channel
+            writer.write(then)
+            writer.close()
+            await closed_by_server(reader)
+            await asyncio.sleep(0.1)
+            assert gw.agi.active == 0
+
+    with caplog.at_level(logging.INFO):
+        run(body())
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("action=get-profile-balance (no arguments) -> not run: the peer closed the connection" in r.getMessage()
+               for r in caplog.records)

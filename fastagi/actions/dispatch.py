@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from .. import errors
 from ..agi.protocol import get_variable, set_variable
-from ..agi.session import AgiSession
+from ..agi.session import AgiSession, SessionClosed
 from ..errors import SkypeError
 from ..manager.accounts import AccountManager
 from .context import ActionContext, MediaSettings
@@ -27,6 +27,7 @@ log = logging.getLogger("fastagi.session")
 
 LOGGED_VALUE = 40  # message bodies and other long values are cut to this in the log
 UNKNOWN = "(unknown)"  # the action label of a name that is no action: never the raw name
+DISCONNECTED = "DISCONNECTED"  # the result of a session whose peer left before its results were set
 
 ChannelAccount = Callable[[], Awaitable[str | None]]
 
@@ -49,7 +50,7 @@ class Finished:
     """One action run, as observers (metrics) see it."""
 
     action: str  # the action's name, or UNKNOWN
-    result: str  # SUCCESS or the error code
+    result: str  # SUCCESS, the error code, or DISCONNECTED
     seconds: float  # for an AGI session: from its environment to its last reply
     via: str  # "agi" or "control"
 
@@ -76,18 +77,21 @@ class Dispatcher:
         env = session.environment
         name = action_name(env)
         raw: dict[str, str] = {}
+        outcome: Outcome | None = None  # None: the peer left before the action ran
         try:
-            if name in ACTIONS:  # an unknown name is reported as such, whatever its arguments
-                raw = parse_arguments(env)
-            outcome = await self.execute(name, raw, lambda: self._channel_account(session), env.get("agi_channel"))
-        except SkypeError as exc:  # arguments that cannot be read
-            outcome = Outcome(ACTIONS[name], error=exc)
-        commands = await self._result_commands(session, outcome)
-        try:
-            await session.finish(commands)
-        finally:
+            try:
+                if name in ACTIONS:  # an unknown name is reported as such, whatever its arguments
+                    raw = parse_arguments(env)
+                outcome = await self.execute(name, raw, lambda: self._channel_account(session), env.get("agi_channel"))
+            except SkypeError as exc:  # arguments that cannot be read
+                outcome = Outcome(ACTIONS[name], error=exc)
+            await session.finish(await self._result_commands(session, outcome))
+        except SessionClosed:
             who = f"uniqueid={env.get('agi_uniqueid', '-')} channel={env.get('agi_channel', '-')}"
-            self._finished(who, "agi", name, raw, outcome, started)
+            self._finished(who, "agi", name, raw, outcome, started, delivered=False)
+            raise
+        who = f"uniqueid={env.get('agi_uniqueid', '-')} channel={env.get('agi_channel', '-')}"
+        self._finished(who, "agi", name, raw, outcome, started)
 
     async def run(self, name: str, raw: dict[str, str]) -> Outcome:
         """Run an action for the admin control socket: no channel, so no SKYPE_ACCOUNT fallback."""
@@ -111,6 +115,8 @@ class Dispatcher:
             await self._run(outcome.action, raw, outcome, channel_account, channel)
         except SkypeError as exc:
             outcome.error = exc
+        except SessionClosed:
+            raise  # the caller is gone: nobody to answer
         except Exception as exc:  # noqa: BLE001 - the caller must always get an answer
             log.exception("action %s failed", _plain(name))
             outcome.error = SkypeError(errors.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
@@ -162,18 +168,27 @@ class Dispatcher:
             stale = int(reply.data) if reply.ok and reply.data and reply.data.isdigit() else 0
         return [set_variable(variable(self.prefix, name), value) for name, value in result_pairs(outcome, stale)]
 
-    def _finished(self, who: str, via: str, name: str, raw: dict[str, str], outcome: Outcome, started: float) -> None:
-        """Log in one line, and tell the observers (metrics count there)."""
+    def _finished(
+        self, who: str, via: str, name: str, raw: dict[str, str], outcome: Outcome | None, started: float,
+        delivered: bool = True,
+    ) -> None:
+        """Log in one line, and tell the observers (metrics count there).
+
+        A session whose peer left before its results were set counts as DISCONNECTED,
+        whether or not its action ran (the log line says which).
+        """
         seconds = time.monotonic() - started
-        status = f"FAILED {outcome.error.code}" if outcome.error else "SUCCESS"
-        label = name if outcome.action else UNKNOWN
+        if outcome is None:
+            status = "not run: the peer closed the connection"
+        else:
+            status = f"FAILED {outcome.error.code} ({outcome.error.text})" if outcome.error else "SUCCESS"
+            if not delivered:
+                status += ", not delivered: the peer closed the connection"
+        label = name if name in ACTIONS else UNKNOWN
         shown = " ".join(f"{_plain(k)}={_shorten(v)}" for k, v in raw.items())
-        log.info(
-            "%s action=%s %s -> %s%s (%.1f ms)",
-            who, _plain(name) or "-", shown or "(no arguments)",
-            status, f" ({outcome.error.text})" if outcome.error else "", seconds * 1000,
-        )
-        finished = Finished(label, outcome.result, seconds, via)
+        log.info("%s action=%s %s -> %s (%.1f ms)", who, _plain(name) or "-", shown or "(no arguments)", status, seconds * 1000)
+        result = outcome.result if outcome is not None and delivered else DISCONNECTED
+        finished = Finished(label, result, seconds, via)
         for observer in list(self.observers):
             try:
                 observer(finished)

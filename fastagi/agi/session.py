@@ -30,11 +30,13 @@ class AgiSession:
         self.environment = environment
 
     async def command(self, command: str) -> Reply:
+        self._check_open()
         self._transport.write(self._connection.send_command(command))
         return await self._next_reply()
 
     async def finish(self, commands: list[str]) -> list[Reply]:
         """Send the last commands in one write, half-close, and collect every reply."""
+        self._check_open()
         self._transport.write(b"".join(self._connection.send_command(c) for c in commands))
         if self._transport.can_write_eof():
             self._transport.write_eof()
@@ -47,6 +49,10 @@ class AgiSession:
     def closed(self) -> None:
         self._closed = True
         self._wake()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosed("peer closed the AGI connection")
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
