@@ -110,6 +110,13 @@ def test_environment_endings_and_values(data: bytes, variables: dict[str, str]) 
     assert environment.arguments == (["a=1", "b"] if b"agi_arg_1" in data else [])
 
 
+def test_a_flood_of_hangups_is_refused() -> None:
+    connection = AgiConnection()
+    assert connection.receive_data(b"\n" + b"HANGUP\n" * 8)[1:] == [Hangup()] * 8  # Asterisk sends one; a few are tolerated
+    with pytest.raises(AgiProtocolError, match="more than 8 HANGUP lines"):
+        connection.receive_data(b"HANGUP\n")
+
+
 def test_endless_usage_block_is_refused() -> None:
     connection = AgiConnection()
     connection.receive_data(b"\n")

@@ -41,6 +41,7 @@ class Limits:
     max_environment: int = 65536
     max_arguments: int = 128
     max_usage_lines: int = 64  # a 520 usage block: Asterisk's longest is a few dozen lines
+    max_hangups: int = 8  # Asterisk sends one `HANGUP` per channel: a flood of them is not Asterisk
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class AgiConnection:
         self._env_bytes = 0
         self._arguments = False  # whether an `agi_arg_N` line may have come
         self._usage: list[str] | None = None
+        self._hangups = 0
         self._outstanding = 0
 
     # -- input ---------------------------------------------------------------
@@ -174,6 +176,9 @@ class AgiConnection:
 
     def _handle_line(self, line: str) -> Event | None:
         if line == "HANGUP":
+            self._hangups += 1
+            if self._hangups > self.limits.max_hangups:
+                raise AgiProtocolError(f"more than {self.limits.max_hangups} HANGUP lines")
             return Hangup()
         if self.state is not State.AWAITING_REPLY:
             raise AgiProtocolError(f"unexpected line from the peer: {line[:80]!r}")
