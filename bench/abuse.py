@@ -11,7 +11,9 @@ First a baseline: normal `get-profile-balance?account=alice` sessions arriving a
 capacity, for `--baseline` seconds. Then `--rounds` rounds of `--sessions` abusive
 connections, at most `--open` at once and `--rate` started per second (0: each as one
 ends, a flood that takes the whole core), taking the misbehaviours of `KINDS` in turn,
-while normal sessions go on arriving at the same rate the whole time. Each one ends: closed by the gateway, closed or reset by us as its script
+while normal sessions go on arriving at the same rate the whole time. The normal sessions
+run in a process of their own (on the same core), so the abusive clients' work cannot
+delay them on this side. Each one ends: closed by the gateway, closed or reset by us as its script
 says, or, still open `environment_timeout` + 3 s after it connected, closed by us (a
 finding). One we close ends at once on our side, so the gateway may still have it in its
 accept queue: it can hold more than `--open`. Every abusive connection comes from a loopback
@@ -38,6 +40,7 @@ import argparse
 import asyncio
 import enum
 import itertools
+import multiprocessing
 import os
 import platform
 import random
@@ -45,14 +48,17 @@ import re
 import socket
 import struct
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TypeGuard
 
+from fastagi.cli import event_loop
 from fastagi.loopmonitor import LoopMonitor
 
 from .agi_load import ACTIONS, WARM_UP, environment, one_session
@@ -70,6 +76,7 @@ NORMAL = ACTIONS["get-profile-balance"]
 ASKING = "get-profile-balance"  # no account: the gateway asks `GET VARIABLE SKYPE_ACCOUNT` before its last batch
 FIRST_ABUSIVE = 256  # client n connects from 127.(n>>16).(n>>8).n: 127.0.0.x stays the normal sessions'
 FIRST_NORMAL = 1 << 24  # the normal sessions' uniqueids, above every abusive client's number
+PHASE_IDS = 1 << 24  # uniqueids each phase's normal sessions may use
 NORMAL_DEADLINE = 10.0  # a normal session still running after this has failed
 GRACE = 3.0  # past environment_timeout, how long an abusive connection may stay open
 MEGABYTE = b"A" * (1 << 20)
@@ -244,10 +251,43 @@ async def normal_sessions(port: int, rate: float, stop: asyncio.Event, ids: Iter
     return normal
 
 
-async def normal_for(seconds: float, port: int, rate: float, ids: Iterator[int]) -> Normal:
-    stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(seconds, stop.set)
-    return await normal_sessions(port, rate, stop, ids)
+class NormalProcess:
+    """The normal sessions, run by a process of their own (on this core too).
+
+    Sharing an event loop with the abusive clients would make their latency the load
+    generator's: its megabyte writes and thousands of sockets delay the normal sessions
+    before the gateway ever sees them.
+    """
+
+    def __init__(self, port: int, rate: float, first_id: int) -> None:
+        self._pipe, theirs = multiprocessing.Pipe()
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_normal_process, args=(port, rate, first_id, theirs), daemon=True)
+        self._process.start()
+
+    async def stop(self) -> Normal:
+        self._pipe.send("stop")
+        normal = await asyncio.to_thread(self._pipe.recv)
+        self._process.join(10)
+        return normal
+
+
+def _normal_process(port: int, rate: float, first_id: int, pipe: Connection) -> None:
+    pin(LOAD_CPU)
+
+    async def run() -> Normal:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=lambda: (pipe.recv(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
+        return await normal_sessions(port, rate, stop, itertools.count(first_id))
+
+    pipe.send(event_loop("uvloop")(run()))
+
+
+async def normal_for(seconds: float, port: int, rate: float, first_id: int) -> Normal:
+    normal = NormalProcess(port, rate, first_id)
+    await asyncio.sleep(seconds)
+    return await normal.stop()
 
 
 # -- the gateway's state ----------------------------------------------------------------------
@@ -311,7 +351,7 @@ class Bench:
     metrics_port: int
     normal_rate: float
     settle: float
-    ids: Iterator[int] = field(default_factory=lambda: itertools.count(FIRST_NORMAL))
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(FIRST_NORMAL, PHASE_IDS))  # each phase's first
 
     async def phase(self, name: str, load: Callable[[], Awaitable[Normal]], abusive: int = 0) -> Phase:
         """Run `load` and read what it cost: both processes' CPU and loop lag, then the settled gateway."""
@@ -326,15 +366,14 @@ class Bench:
         return Phase(name, normal, seconds, cpu, own, monitor.worst, after, abusive)
 
     async def baseline(self, seconds: float) -> Phase:
-        await normal_for(WARM_UP, self.gateway.port, self.normal_rate, self.ids)
-        return await self.phase("baseline", lambda: normal_for(seconds, self.gateway.port, self.normal_rate, self.ids))
+        await normal_for(WARM_UP, self.gateway.port, self.normal_rate, next(self.ids))
+        return await self.phase("baseline", lambda: normal_for(seconds, self.gateway.port, self.normal_rate, next(self.ids)))
 
     async def abuse(self, name: str, first: int, sessions: int, limits: Limits, tally: Tally) -> Phase:
         """`sessions` abusive clients within `limits`, beside normal sessions that last as long."""
 
         async def load() -> Normal:
-            stop = asyncio.Event()
-            normal = asyncio.ensure_future(normal_sessions(self.gateway.port, self.normal_rate, stop, self.ids))
+            normal = NormalProcess(self.gateway.port, self.normal_rate, next(self.ids))
             numbers = iter(range(first, first + sessions))
             began = time.perf_counter()
 
@@ -347,8 +386,7 @@ class Bench:
                     tally.succeeded[kind] += succeeded
 
             await asyncio.gather(*(worker() for _ in range(limits.at_once)))
-            stop.set()
-            return await normal
+            return await normal.stop()
 
         return await self.phase(name, load, sessions)
 
