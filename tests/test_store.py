@@ -31,3 +31,25 @@ def test_balance_in_memory_equals_the_table_across_charges_and_restarts(tmp_path
         assert db.execute("SELECT balance FROM accounts WHERE name = 'alice'").fetchone()[0] == 970
     store.close()
     assert Store(path).balance("alice") == (970, "EUR")
+
+
+def test_remembered_contacts_and_open_chats_follow_every_change(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path)
+    assert store.contact("alice", "bob") == {"buddy": 0, "authorized": 0, "blocked": 0}
+    store.set_contact("alice", "bob", blocked=1)
+    assert store.contact("alice", "bob")["blocked"] == 1
+    store.contact("alice", "bob")["blocked"] = 0  # a caller changing its copy changes nothing stored
+    assert store.contact("alice", "bob")["blocked"] == 1
+
+    assert store.open_chat("alice", "bob") is None
+    store.add_message("alice", "#alice/$bob;1", "bob", "alice", "hi", "outgoing")
+    assert store.open_chat("alice", "bob") == "#alice/$bob;1"
+    assert store.leave_chat("alice", "#alice/$bob;1")
+    assert store.open_chat("alice", "bob") is None
+    store.add_message("alice", "#alice/$bob;2", "bob", "bob", "again", "incoming")
+    assert store.open_chat("alice", "bob") == "#alice/$bob;2"
+    store.close()
+    reopened = Store(path)
+    assert reopened.open_chat("alice", "bob") == "#alice/$bob;2"
+    assert reopened.contact("alice", "bob")["blocked"] == 1

@@ -58,6 +58,8 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute({"normal": "PRAGMA synchronous=NORMAL", "full": "PRAGMA synchronous=FULL"}[sync])
         self._db.executescript(SCHEMA)
+        self._contacts: dict[tuple[str, str], dict[str, int]] = {}
+        self._open_chats: dict[tuple[str, str], str | None] = {}
         self._balances: dict[str, tuple[int, str]] = {
             row["name"]: (row["balance"], row["currency"]) for row in self._rows("SELECT * FROM accounts")
         }
@@ -112,12 +114,17 @@ class Store:
 
     # -- contacts --------------------------------------------------------------
     def contact(self, account: str, handle: str) -> dict[str, int]:
-        row = self._row("SELECT buddy, authorized, blocked FROM contacts WHERE account = ? AND handle = ?", (account, handle))
-        return dict(row) if row else {"buddy": 0, "authorized": 0, "blocked": 0}
+        """A contact's flags; kept in memory once read, as only `set_contact` changes them."""
+        key = (account, handle)
+        if key not in self._contacts:
+            row = self._row("SELECT buddy, authorized, blocked FROM contacts WHERE account = ? AND handle = ?", key)
+            self._contacts[key] = dict(row) if row else {"buddy": 0, "authorized": 0, "blocked": 0}
+        return dict(self._contacts[key])
 
     def set_contact(self, account: str, handle: str, **flags: int) -> None:
         current = self.contact(account, handle)
         current.update(flags)
+        self._contacts.pop((account, handle))  # read again from the table should the write fail
         self._write(
             "INSERT INTO contacts (account, handle, buddy, authorized, blocked) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(account, handle) DO UPDATE SET buddy = excluded.buddy, "
@@ -136,16 +143,22 @@ class Store:
 
     # -- chats -----------------------------------------------------------------
     def open_chat(self, account: str, partner: str) -> str | None:
-        row = self._row(
-            "SELECT name FROM chats WHERE account = ? AND partner = ? AND left_at IS NULL ORDER BY created DESC LIMIT 1",
-            (account, partner),
-        )
-        return row["name"] if row else None
+        """The newest open chat with `partner`; remembered until a message or a leave may change the answer."""
+        key = (account, partner)
+        if key not in self._open_chats:
+            row = self._row(
+                "SELECT name FROM chats WHERE account = ? AND partner = ? AND left_at IS NULL ORDER BY created DESC LIMIT 1",
+                key,
+            )
+            self._open_chats[key] = row["name"] if row else None
+        return self._open_chats[key]
 
     def chat(self, account: str, name: str) -> sqlite3.Row | None:
         return self._row("SELECT * FROM chats WHERE account = ? AND name = ?", (account, name))
 
     def leave_chat(self, account: str, name: str) -> bool:
+        for key in [key for key, open_chat in self._open_chats.items() if key[0] == account and open_chat == name]:
+            del self._open_chats[key]
         return self._write(
             "UPDATE chats SET left_at = ? WHERE account = ? AND name = ? AND left_at IS NULL", (time.time(), account, name)
         ).rowcount > 0
@@ -155,6 +168,8 @@ class Store:
 
     def add_message(self, account: str, chat: str, partner: str, sender: str, body: str, direction: str) -> int:
         """Store a message and (re)open its chat with `partner`, in one transaction; returns the message's id."""
+        if self._open_chats.get((account, partner), "") != chat:  # the newest open chat may change
+            self._open_chats.pop((account, partner), None)
         now = time.time()
         with self._db:
             self._db.execute(
