@@ -227,8 +227,7 @@ class MinimalResponder(asyncio.Protocol):
     commands = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment] - uvloop's transports are not asyncio.Transport subclasses
         self.buffer = b""
         self.sent = False
 
