@@ -24,13 +24,15 @@ import argparse
 import asyncio
 import gc
 import multiprocessing
-import os
 import resource
 import struct
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .agi_load import one_session
+from .harness import LOAD_CPU, SERVER_CPU, pin, raise_file_limit
 
 CONFIG = """
 [general]
@@ -50,18 +52,12 @@ ring_delay = 0
 answer_delay = 0
 """
 HEADER = struct.Struct("!BH")
-GATEWAY_CPU, LOAD_CPU = 0, 1
-
-
-def pin(cpu: int) -> None:
-    """Run this process on `cpu` only, where the machine has cores to spare."""
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > max(GATEWAY_CPU, LOAD_CPU):
-        os.sched_setaffinity(0, {cpu})
+CALL_START = "call-start?account=alice&user-name=echo123"
 
 
 # -- the gateway, alone in its process ---------------------------------------------------
 def gateway_process(folder: str, pipe) -> None:  # type: ignore[no-untyped-def]
-    pin(GATEWAY_CPU)
+    pin(SERVER_CPU)
     asyncio.run(_gateway(folder, pipe))
 
 
@@ -91,19 +87,10 @@ async def _gateway(folder: str, pipe) -> None:  # type: ignore[no-untyped-def]
 
 
 # -- Asterisk's side ------------------------------------------------------------------------
-async def call_start(port: int) -> str:
-    """A minimal FastAGI client: `call-start`, answering every command with success."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"agi_network: yes\nagi_network_script: call-start?account=alice&user-name=echo123\n"
-                 b"agi_channel: Local/bench-1;2\nagi_uniqueid: 1.1\n\n")
-    uuid = ""
-    while line := await reader.readline():
-        text = line.decode()
-        if text.startswith("SET VARIABLE SKYPE_CALL_UUID"):
-            uuid = text.split('"')[1]
-        writer.write(b"200 result=1\n")
-    writer.close()
-    return uuid
+async def call_start(port: int, uniqueid: int) -> str:
+    """Asterisk runs `call-start`; the call's AudioSocket UUID."""
+    ended = await one_session(port, CALL_START, uniqueid)
+    return next(line.split(b'"')[1].decode() for line in ended.commands if line.startswith(b"SET VARIABLE SKYPE_CALL_UUID "))
 
 
 class AsteriskSide(asyncio.Protocol):
@@ -121,7 +108,7 @@ async def load(  # type: ignore[no-untyped-def]
 ) -> dict[str, float]:
     uuids: list[str] = []
     for start in range(0, calls, 50):
-        uuids += await asyncio.gather(*(call_start(agi_port) for _ in range(start, min(calls, start + 50))))
+        uuids += await asyncio.gather(*(call_start(agi_port, n) for n in range(start, min(calls, start + 50))))
     await asyncio.sleep(0.2)  # echo123 answers at once
     rate = 8000 if kind == 0x10 else 16000
     samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate // 50) / rate)).astype("<i2").tobytes()
@@ -172,8 +159,7 @@ async def _report(pipe) -> dict[str, float]:  # type: ignore[no-untyped-def]
 
 
 def run_one(calls: int, seconds: float, kind: int, phases: int = 1) -> dict[str, float]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
+    raise_file_limit()
     with tempfile.TemporaryDirectory() as folder:
         ours, theirs = multiprocessing.Pipe()
         child = multiprocessing.get_context("spawn").Process(target=gateway_process, args=(folder, theirs))

@@ -40,10 +40,10 @@ type = user
 """
 
 
-def pin(cpu: int, pid: int = 0) -> None:
-    """Run process `pid` (0: this one) on `cpu` only, where the machine has cores to spare."""
+def pin(cpu: int) -> None:
+    """Run this process on `cpu` only, where the machine has cores to spare."""
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > max(SERVER_CPU, LOAD_CPU):
-        os.sched_setaffinity(pid, {cpu})
+        os.sched_setaffinity(0, {cpu})
 
 
 def raise_file_limit(wanted: int = 16384) -> None:
