@@ -7,10 +7,9 @@ from collections import deque
 from pathlib import Path
 from typing import Iterator
 
-from .protocol import LineDecoder, Message, ProtocolError, Request, encode
+from .protocol import READ_CHUNK, LineDecoder, Message, ProtocolError, Request, encode
 
 REPLY_TIMEOUT = 90.0  # longer than an action may run (session_timeout defaults to 60 s)
-READ_CHUNK = 65536
 
 
 class ControlError(Exception):

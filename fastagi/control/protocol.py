@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_LINE = 1 << 20  # one request or reply; an action's arguments are far smaller
+READ_CHUNK = 65536  # bytes read from the socket at a time, by both ends
 SHOWABLE = ("accounts", "calls", "chats", "events")
 
 Message = dict[str, Any]

@@ -23,8 +23,8 @@ from ..errors import SkypeError
 from ..manager.events import Event
 from . import views
 from .protocol import (
-    LineDecoder, Message, ProtocolError, RemoteCall, Request, RunAction, Show, action_reply, encode, error_reply, event_message,
-    parse_request,
+    READ_CHUNK, LineDecoder, Message, ProtocolError, RemoteCall, Request, RunAction, Show, action_reply, encode, error_reply,
+    event_message, parse_request,
 )
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ log = logging.getLogger("fastagi.control")
 
 EVENT_HISTORY = 500  # events `show events` remembers
 FOLLOW_BACKLOG = 1000  # events a follower may fall behind by before its stream is ended
-READ_CHUNK = 65536
 PROBE_TIMEOUT = 1.0
 TABLES = {"accounts": views.accounts, "calls": views.calls, "chats": views.chats}
 
