@@ -97,7 +97,9 @@ class AccountManager(CallControl):
     # -- profile, balance ------------------------------------------------------
     def balance(self, account: str) -> tuple[int, str]:
         self.account(account)
-        return self.store.balance(account) or self.store.ensure_account(account, 0, self.accounts[account].currency)
+        balance = self.store.balance(account)
+        assert balance is not None  # `seed_balances` stores every account's balance before the gateway serves
+        return balance
 
     def user(self, account: str, handle: str) -> tuple[Profile, dict[str, int]]:
         self.account(account)
