@@ -61,7 +61,7 @@ from typing import TypeGuard
 from fastagi.cli import event_loop
 from fastagi.loopmonitor import LoopMonitor
 
-from .agi_load import ACTIONS, WARM_UP, environment, one_session
+from .agi_load import ACTIONS, SUCCESS, WARM_UP, environment, one_session, reply_to
 from .harness import (
     LOAD_CPU,
     SERVER_CPU,
@@ -205,8 +205,8 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, befo
     """Reply to each command until the gateway's EOF; True when it set SKYPE_STATUS to SUCCESS."""
     succeeded = False
     while (line := await reader.readline()).endswith(b"\n"):
-        succeeded |= line.startswith(b'SET VARIABLE SKYPE_STATUS "SUCCESS"')
-        writer.write(before + (b"200 result=0\n" if line.startswith(b"GET VARIABLE") else b"200 result=1\n"))
+        succeeded |= line.startswith(SUCCESS)
+        writer.write(before + reply_to(line))
         await writer.drain()
     return succeeded
 
