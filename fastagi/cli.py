@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
-from . import __version__
+from . import __version__, logs
 from .actions import ACTIONS
 from .actions.registry import Action
 from .config import Config, ConfigError, default_config, load_config
@@ -137,13 +137,7 @@ def serve_command(path: str | None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=config.general.log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # the format uses none of these: not collecting them makes each log record much cheaper
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None  # no caller lookup per record (the logging HOWTO's own advice)
+    logs.configure(config.general.log_level, sys.stderr)
     try:
         event_loop(config.general.event_loop)(_serve(config))
     except ImportError as exc:

@@ -64,7 +64,7 @@ async def send_raw(port: int, data: bytes, then_close: bool) -> tuple[asyncio.St
     return reader, writer
 
 
-def test_half_environment_then_close_or_silence(tmp_path: Path) -> None:
+def test_half_environment_then_close_or_silence(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, general="environment_timeout = 0.5") as gw:
             with LoopLag() as lag:
@@ -72,12 +72,19 @@ def test_half_environment_then_close_or_silence(tmp_path: Path) -> None:
                 reader, writer = await send_raw(gw.agi.port, HALF_ENVIRONMENT, then_close=False)
                 assert await normal_request(gw.agi.port) < 1.0
                 # the silent client is dropped after the environment deadline, having cost nothing
+                silent_since = time.monotonic()
                 assert await asyncio.wait_for(reader.read(), 2) == b""
+                assert time.monotonic() - silent_since > 0.3  # not before its deadline (0.5 s from connecting)
                 writer.close()
                 await asyncio.sleep(0.05)
                 assert gw.agi.active == 0
             assert lag.worst < 0.1
-    run(body())
+    with caplog.at_level(logging.INFO, "fastagi.agi"):
+        run(body())
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "AGI peer 127.0.0.1 closed before sending its whole environment",
+        "AGI peer 127.0.0.1 sent no complete environment within 0.5s",
+    ]
 
 
 def test_one_megabyte_line_and_invalid_utf8_are_dropped(tmp_path: Path) -> None:
@@ -129,19 +136,44 @@ def test_address_outside_permit_is_refused_before_reading(tmp_path: Path) -> Non
     run(body())
 
 
-def test_session_time_cap(tmp_path: Path) -> None:
+def test_session_time_cap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, general="session_timeout = 0.3") as gw:
+            start = time.monotonic()
             reader, writer = await send_raw(
                 gw.agi.port, b"agi_network: yes\nagi_network_script: get-profile-balance\n\n", then_close=False
             )
             # the gateway asks for SKYPE_ACCOUNT; a client that never answers is cut at the cap
             assert (await reader.readline()) == b"GET VARIABLE SKYPE_ACCOUNT\n"
-            start = time.monotonic()
             assert await asyncio.wait_for(reader.read(), 2) == b""
-            assert time.monotonic() - start < 1.0
+            assert 0.3 <= time.monotonic() - start < 1.0
             writer.close()
-    run(body())
+            assert await normal_request(gw.agi.port) < 1.0  # sessions after it get the whole cap again
+    with caplog.at_level(logging.INFO):
+        run(body())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "AGI session from 127.0.0.1 exceeded 0.3s and was closed"
+    ]
+
+
+def test_stopping_cuts_a_session_past_the_grace_without_calling_it_late(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def body() -> None:
+        gw_cm = running_gateway(tmp_path)
+        gw = await gw_cm.__aenter__()
+        reader, writer = await send_raw(
+            gw.agi.port, b"agi_network: yes\nagi_network_script: get-profile-balance\n\n", then_close=False
+        )
+        assert (await reader.readline()) == b"GET VARIABLE SKYPE_ACCOUNT\n"
+        await gw.agi.stop(grace=0.1)
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        assert gw.agi.active == 0
+        writer.close()
+        await gw_cm.__aexit__(None, None, None)
+    with caplog.at_level(logging.INFO):
+        run(body())
+    messages = [r.getMessage() for r in caplog.records]
+    assert "waiting up to 0.1s for 1 AGI session(s)" in messages
+    assert not any("exceeded" in m for m in messages)
 
 
 def test_client_gone_while_the_gateway_waits_for_a_reply(tmp_path: Path) -> None:

@@ -3,8 +3,9 @@
 Everything protocol-related lives in `protocol.py`; this module only moves bytes,
 enforces `permit`, the environment deadline and the per-session time cap, and keeps
 the running connections for a graceful stop. Each connection is an `asyncio.Protocol`
-feeding `AgiConnection`: a peer that never completes its environment costs a timer and
-a buffer, no task; a task runs only once a whole environment has arrived.
+feeding `AgiConnection`: a peer that never completes its environment costs a buffer and
+a deadline, no task; a task runs only once a whole environment has arrived. Both time
+limits are kept by `Deadlines`, one loop timer each, not a timer per connection.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
+from .deadlines import Deadlines
 from .protocol import AgiConnection, AgiProtocolError, Environment, Limits, Reply
 from .session import AgiSession
 
@@ -52,6 +54,12 @@ class AgiServer:
         self.handler = handler
         self._server: asyncio.Server | None = None
         self._connections: set[_AgiProtocol] = set()
+        self.environment_deadlines: Deadlines[_AgiProtocol] = Deadlines(
+            settings.environment_timeout, lambda connection: connection.environment_late()
+        )
+        self.session_deadlines: Deadlines[_AgiProtocol] = Deadlines(
+            settings.session_timeout, lambda connection: connection.session_late()
+        )
         self.refused = 0
         # a PBX connects from a handful of addresses: decide each one once
         self.permitted = functools.lru_cache(maxsize=4096)(lambda address: permitted(address, settings.permit))
@@ -83,7 +91,7 @@ class AgiServer:
         for connection in list(self._connections):
             if connection.task is None:
                 connection.drop()
-            else:
+            elif not connection.task.done():
                 tasks.add(connection.task)
         if tasks:
             log.info("waiting up to %.1fs for %d AGI session(s)", grace, len(tasks))
@@ -92,6 +100,8 @@ class AgiServer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        self.environment_deadlines.close()
+        self.session_deadlines.close()
 
     def admit(self, connection: _AgiProtocol, address: str) -> bool:
         if not self.permitted(address):
@@ -119,7 +129,7 @@ class _AgiProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session: AgiSession | None = None
         self.task: asyncio.Task[None] | None = None
-        self._deadline: asyncio.TimerHandle | None = None
+        self._timed_out = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -127,8 +137,7 @@ class _AgiProtocol(asyncio.Protocol):
         if not self.server.admit(self, self.peer):
             transport.abort()
             return
-        timeout = self.server.settings.environment_timeout
-        self._deadline = asyncio.get_running_loop().call_later(timeout, self._environment_late, timeout)
+        self.server.environment_deadlines.start(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -153,7 +162,7 @@ class _AgiProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         _break_reference_cycle(self.transport)
-        self._cancel_deadline()
+        self.server.environment_deadlines.clear(self)
         if self.session is not None:
             self.session.closed()
         if exc is not None and self.task is None:
@@ -161,32 +170,33 @@ class _AgiProtocol(asyncio.Protocol):
         self.server.forget(self)
 
     def drop(self) -> None:
-        self._cancel_deadline()
+        self.server.environment_deadlines.clear(self)
         if self.transport is not None:
             self.transport.abort()
 
-    def _environment_late(self, timeout: float) -> None:
-        log.warning("AGI peer %s sent no complete environment within %.1fs", self.peer, timeout)
+    def environment_late(self) -> None:
+        log.warning("AGI peer %s sent no complete environment within %.1fs", self.peer, self.server.settings.environment_timeout)
         self.drop()
 
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def session_late(self) -> None:
+        assert self.task is not None
+        self._timed_out = True
+        self.task.cancel()
 
     def _start(self, environment: Environment) -> None:
-        self._cancel_deadline()
+        self.server.environment_deadlines.clear(self)
         assert self.transport is not None
         self.session = AgiSession(self.transport, self.connection, environment)
         self.task = asyncio.get_running_loop().create_task(self._run(self.session))
+        self.server.session_deadlines.start(self)
 
     async def _run(self, session: AgiSession) -> None:
-        timeout = self.server.settings.session_timeout
         try:
-            async with asyncio.timeout(timeout):
-                await self.server.handler(session)
-        except TimeoutError:
-            log.warning("AGI session from %s exceeded %.1fs and was closed", self.peer, timeout)
+            await self.server.handler(session)
+        except asyncio.CancelledError:
+            if not self._timed_out:
+                raise  # the server is stopping
+            log.warning("AGI session from %s exceeded %.1fs and was closed", self.peer, self.server.settings.session_timeout)
         except (ConnectionError, OSError) as exc:
             log.info("AGI connection from %s lost: %s", self.peer, exc)
         except AgiProtocolError as exc:
@@ -194,6 +204,7 @@ class _AgiProtocol(asyncio.Protocol):
         except Exception:  # noqa: BLE001 - one session's bug must never take the server down
             log.exception("AGI session from %s failed", self.peer)
         finally:
+            self.server.session_deadlines.clear(self)
             assert self.transport is not None
             self.transport.close()
 
