@@ -149,6 +149,12 @@ def serve_command(path: str | None) -> int:
     return 0
 
 
+# The objects of sessions in flight are young and die within milliseconds. With Python's
+# first generation collected every 700 allocations, each collection scanned them all again
+# (15 us of a session's CPU at 1000 sessions in flight, 4 us at 200); at 20,000 they die first.
+GC_THRESHOLDS = (20_000, 10, 10)
+
+
 def event_loop(name: str) -> Callable[[Coroutine[Any, Any, None]], None]:
     """The runner of `[general] event_loop`: asyncio's own loop, or uvloop's when asked (an optional extra)."""
     if name == "uvloop":
@@ -164,6 +170,7 @@ async def _serve(config: Config) -> None:
     gateway = Gateway(config)
     await gateway.start()
     gc.freeze()  # start-up objects live for good: keep them out of full collections, whose pauses make media ticks late
+    gc.set_threshold(*GC_THRESHOLDS)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,6 +8,7 @@ result variables, the README's reference table and the parametrised tests all re
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -160,6 +161,7 @@ def action(
     return register
 
 
+@functools.lru_cache(maxsize=4096)  # the same few names, for every session
 def variable(prefix: str, name: str) -> str:
     """`call-id` → `SKYPE_CALL_ID`."""
     return prefix + name.upper().replace("-", "_")

@@ -18,6 +18,7 @@ a live socket is the I/O layer's decision (see `session.py`).
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -81,6 +82,7 @@ Event = Environment | Reply | Hangup | Closed
 
 _REPLY_200 = re.compile(r"^200 result=(?P<result>-?\S*)(?: \((?P<data>.*)\))?(?: endpos=-?\d+)?$")
 _SET_VARIABLE_REPLY = Reply(200, "1", None, ("200 result=1",))
+_SET_VARIABLE_LINE = b"200 result=1\n"  # the reply to nearly every command a session sends
 _ENVIRONMENT_PAIR = re.compile(r"^(agi_[^:\n]*): ?(.*)$", re.MULTILINE)  # one leading space dropped
 _TRAILING_CR = re.compile(r"\r+$", re.MULTILINE)
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
@@ -125,6 +127,10 @@ class AgiConnection:
                 return events
             events.append(environment)
         while self.state is not State.CLOSED:
+            if self._outstanding and self._usage is None and self._buffer.startswith(_SET_VARIABLE_LINE):
+                del self._buffer[: len(_SET_VARIABLE_LINE)]  # the usual reply, taken without decoding a line
+                events.append(self._replied(_SET_VARIABLE_REPLY))
+                continue
             line = self._next_line()
             if line is None:
                 break
@@ -265,6 +271,7 @@ def encode_command(command: str) -> bytes:
     return data
 
 
+_PLAIN = re.compile(r'[^\x00-\x1f\x7f"\\\ud800-\udfff]{0,1024}')  # needs no change, and fits however it encodes
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_()]+$")
@@ -280,6 +287,8 @@ def quote_value(value: str) -> str:
     UTF-8 form, so it becomes U+FFFD. Values whose quoted form is longer than fits in
     one command are cut at a character boundary, never inside an escape.
     """
+    if _PLAIN.fullmatch(value):  # the usual case: a code, a number, a name
+        return f'"{value}"'
     value = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", value))
     quoted = value.replace("\\", "\\\\").replace('"', '\\"')
     encoded = quoted.encode("utf-8")
@@ -291,9 +300,14 @@ def quote_value(value: str) -> str:
 
 
 def set_variable(name: str, value: str) -> str:
+    return _set_variable_head(name) + quote_value(value)
+
+
+@functools.lru_cache(maxsize=1024)  # a session sets a handful of names, the same ones every time
+def _set_variable_head(name: str) -> str:
     if not _VARIABLE_NAME.match(name):
         raise ValueError(f"bad channel variable name {name!r}")
-    return f"SET VARIABLE {name} {quote_value(value)}"
+    return f"SET VARIABLE {name} "
 
 
 def get_variable(name: str) -> str:
