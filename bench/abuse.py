@@ -23,6 +23,8 @@ gateway's permit cache, 4096 addresses, is thereby kept full.)
 
 Printed per phase: the normal sessions' p50/p99/max latency (from each one's due time to
 its close, as Asterisk sees it) and failures, the p99 against the baseline's (target: within 2x, no failure); the
+p99 of the same sessions by the gateway's own log (from its environment to its last reply: when this stays
+flat while the p99 before it rises, the time went to the connection's accept or to this side); the
 gateway's worst event-loop lag since it started, read from its metrics endpoint after the
 phase (target < 50 ms), its CPU seconds and share of its core, and, once settled
 (`--settle` seconds after the last connection ended), its open connections, files and RSS
@@ -319,6 +321,7 @@ def read_gateway(gateway: Server, metrics_port: int) -> Reading:
 @dataclass
 class Phase:
     name: str
+    first_id: int  # the uniqueid of its first normal session
     normal: Normal
     seconds: float
     gateway_cpu: float
@@ -326,6 +329,10 @@ class Phase:
     own_worst_lag: float
     after: Reading
     abusive: int = 0
+
+    def ran(self, client: int | None) -> bool:
+        """Whether `client` is one of this phase's normal sessions."""
+        return client is not None and self.first_id <= client < self.first_id + PHASE_IDS
 
 
 @dataclass
@@ -353,27 +360,29 @@ class Bench:
     settle: float
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(FIRST_NORMAL, PHASE_IDS))  # each phase's first
 
-    async def phase(self, name: str, load: Callable[[], Awaitable[Normal]], abusive: int = 0) -> Phase:
-        """Run `load` and read what it cost: both processes' CPU and loop lag, then the settled gateway."""
+    async def phase(self, name: str, load: Callable[[int], Awaitable[Normal]], abusive: int = 0) -> Phase:
+        """Run `load` (given its normal sessions' first uniqueid) and read what it cost: both processes' CPU
+        and loop lag, then the settled gateway."""
         monitor = LoopMonitor()
         monitor.start()
+        first_id = next(self.ids)
         cpu, own, began = self.gateway.cpu_seconds(), time.process_time(), time.perf_counter()
-        normal = await load()
+        normal = await load(first_id)
         seconds, cpu, own = time.perf_counter() - began, self.gateway.cpu_seconds() - cpu, time.process_time() - own
         monitor.stop()
         await asyncio.sleep(self.settle)
         after = await asyncio.to_thread(read_gateway, self.gateway, self.metrics_port)
-        return Phase(name, normal, seconds, cpu, own, monitor.worst, after, abusive)
+        return Phase(name, first_id, normal, seconds, cpu, own, monitor.worst, after, abusive)
 
     async def baseline(self, seconds: float) -> Phase:
         await normal_for(WARM_UP, self.gateway.port, self.normal_rate, next(self.ids))
-        return await self.phase("baseline", lambda: normal_for(seconds, self.gateway.port, self.normal_rate, next(self.ids)))
+        return await self.phase("baseline", lambda first_id: normal_for(seconds, self.gateway.port, self.normal_rate, first_id))
 
     async def abuse(self, name: str, first: int, sessions: int, limits: Limits, tally: Tally) -> Phase:
         """`sessions` abusive clients within `limits`, beside normal sessions that last as long."""
 
-        async def load() -> Normal:
-            normal = NormalProcess(self.gateway.port, self.normal_rate, next(self.ids))
+        async def load(first_id: int) -> Normal:
+            normal = NormalProcess(self.gateway.port, self.normal_rate, first_id)
             numbers = iter(range(first, first + sessions))
             began = time.perf_counter()
 
@@ -395,7 +404,7 @@ class Bench:
 RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<logger>\S+): (?P<message>.*)$")
 PEER = re.compile(r"(?: from|(?<=peer)) 127\.(\d+)\.(\d+)\.(\d+)\b")  # " from 127.0.1.3:", "peer 127.0.1.3 closed"
 UNIQUEID = re.compile(r"uniqueid=1795732263\.(\d+)\b")
-SESSION_TIMING = re.compile(r" \(\d+\.\d ms\)$")  # a session line's end
+SESSION_TIMING = re.compile(r" \((\d+\.\d) ms\)$")  # a session line's end: how long the gateway took
 ERROR_TEXT = re.compile(r"^(FAILED \S+) \(.*?\)(?=, |$)")  # "FAILED code (text)": the text names a client's values
 
 
@@ -476,15 +485,22 @@ def machine() -> str:
             f"Python {platform.python_version()}; gateway on core {SERVER_CPU}, this load on core {LOAD_CPU}")
 
 
-def print_phases(phases: list[Phase]) -> None:
+def logged_ms(phase: Phase, records: list[Record]) -> list[float]:
+    """How long the gateway took over each of the phase's normal sessions, by its log (environment to last reply)."""
+    return [float(timing.group(1)) for record in records
+            if phase.ran(record.client) and (timing := SESSION_TIMING.search(record.message))]
+
+
+def print_phases(phases: list[Phase], records: list[Record]) -> None:
     base = phases[0].normal.ms(0.99)
     print(f"\n{'phase':<9} {'secs':>5} {'abusive/s':>9} {'normal':>7} {'failed':>6} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'max ms':>7} {'p99/base':>8} | {'gw worst lag ms':>15} {'gw CPU s':>8} {'gw core%':>8} | {'our core%':>9} "
-          f"{'our lag ms':>10} | settled: {'open':>4} {'files':>5} {'RSS KiB':>8}")
+          f"{'max ms':>7} {'p99/base':>8} | {'gw p99 ms':>9} {'gw worst lag ms':>15} {'gw CPU s':>8} {'gw core%':>8} | "
+          f"{'our core%':>9} {'our lag ms':>10} | settled: {'open':>4} {'files':>5} {'RSS KiB':>8}")
     for p in phases:
         n, a = p.normal, p.after
         print(f"{p.name:<9} {p.seconds:>5.1f} {p.abusive / p.seconds:>9.0f} {len(n.latencies):>7} {n.failed:>6} "
               f"{n.ms(0.5):>7.2f} {n.ms(0.99):>7.2f} {n.ms(1.0):>7.2f} {n.ms(0.99) / base:>8.2f} | "
+              f"{percentile(logged_ms(p, records), 0.99):>9.1f} "
               f"{1000 * a.worst_lag:>15.1f} {p.gateway_cpu:>8.2f} {100 * p.gateway_cpu / p.seconds:>8.0f} | "
               f"{100 * p.own_cpu / p.seconds:>9.0f} {1000 * p.own_worst_lag:>10.1f} |          "
               f"{a.active:>4.0f} {a.files:>5} {a.rss_kib:>8}")
@@ -574,7 +590,7 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             gateway.stop()
         records = read_log(folder / "gateway.log")
-    print_phases(phases)
+    print_phases(phases, records)
     print_kinds(tally, records)
     print_log(records)
     print_targets(phases)

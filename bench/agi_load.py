@@ -22,9 +22,11 @@ sessions that returned `SUCCESS`: none may be missing.
 
 Printed per action and concurrency: sessions/s, latency p50/p99/max in ms (connect to
 close, as Asterisk sees it), the server's share of its core, and the gateway's rate as
-a ratio to each baseline. Every row also says how many sessions failed.
+a ratio to each baseline. Every row also says how many sessions failed. With
+`--rounds N` the three servers take turns N times per row and each shows its median
+round, so a machine whose speed drifts during the run tilts no ratio.
 
-    python -m bench.agi_load [--seconds 3] [--concurrency 1 50 200 1000] [--rates 1000 2000 4000]
+    python -m bench.agi_load [--seconds 3] [--concurrency 1 50 200 1000] [--rates 1000 2000 4000] [--rounds 1]
                              [--loop asyncio|uvloop] [--database-sync normal|full] [--hangup]
 """
 
@@ -301,13 +303,21 @@ async def measure(server: Server, name: str, label: str, offer: Callable[[Target
 
 
 async def compare(servers: dict[str, Server], label: str, offer: Callable[[Target], Awaitable[Measured]],
-                  target: Target) -> int:
-    """One row per server under the same load; returns how many gateway sessions succeeded."""
-    rows = [await measure(server, name, label, offer, target) for name, server in servers.items()]
+                  target: Target, rounds: int) -> int:
+    """One row per server under the same load; returns how many gateway sessions succeeded.
+
+    With several rounds the servers take turns in each, and each server's row is its
+    median round by rate: a machine whose speed drifts then tilts no ratio.
+    """
+    runs: dict[str, list[Row]] = {name: [] for name in servers}
+    for _ in range(rounds):
+        for name, server in servers.items():
+            runs[name].append(await measure(server, name, label, offer, target))
+    rows = [sorted(taken, key=lambda row: row.measured.rate)[len(taken) // 2] for taken in runs.values()]
     ours = rows[0].measured.rate
     for row in rows:
         print(row.line(f"{ours / row.measured.rate:.2f}" if row is not rows[0] else ""), flush=True)
-    return rows[0].measured.succeeded_in_all
+    return sum(row.measured.succeeded_in_all for row in next(iter(runs.values())))
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -328,12 +338,14 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"{action}, closed loop: N sessions always in flight")
                 print(HEADER)
                 for n in args.concurrency:
-                    successes += await compare(servers, str(n), lambda t, n=n: offer_load(t, n, args.seconds), target)
+                    successes += await compare(servers, str(n), lambda t, n=n: offer_load(t, n, args.seconds), target,
+                                               args.rounds)
                 print(f"{action}, open loop: sessions arriving at random, at most {args.limit} open")
                 print(HEADER)
                 for rate in args.rates:
                     successes += await compare(servers, f"{rate}/s",
-                                               lambda t, r=rate: offer_paced(t, r, args.seconds, args.limit), target)
+                                               lambda t, r=rate: offer_paced(t, r, args.seconds, args.limit), target,
+                                               args.rounds)
             finally:
                 for server in servers.values():
                     server.stop(kill=True)
@@ -355,6 +367,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 200, 1000], help="closed-loop rows")
     parser.add_argument("--rates", type=int, nargs="+", default=[1000, 2000, 4000], help="open-loop rows, sessions/s")
     parser.add_argument("--limit", type=int, default=200, help="open loop: most sessions open at once")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds per row, the servers taking turns; each server's median round is shown")
     parser.add_argument("--hangup", action="store_true", help="each session gets HANGUP before its first reply")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the event loop of all three servers (the gateway's [general] event_loop)")
