@@ -158,17 +158,15 @@ def test_session_time_cap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
 
 def test_stopping_cuts_a_session_past_the_grace_without_calling_it_late(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def body() -> None:
-        gw_cm = running_gateway(tmp_path)
-        gw = await gw_cm.__aenter__()
-        reader, writer = await send_raw(
-            gw.agi.port, b"agi_network: yes\nagi_network_script: get-profile-balance\n\n", then_close=False
-        )
-        assert (await reader.readline()) == b"GET VARIABLE SKYPE_ACCOUNT\n"
-        await gw.agi.stop(grace=0.1)
-        assert await asyncio.wait_for(reader.read(), 2) == b""
-        assert gw.agi.active == 0
-        writer.close()
-        await gw_cm.__aexit__(None, None, None)
+        async with running_gateway(tmp_path) as gw:
+            reader, writer = await send_raw(
+                gw.agi.port, b"agi_network: yes\nagi_network_script: get-profile-balance\n\n", then_close=False
+            )
+            assert (await reader.readline()) == b"GET VARIABLE SKYPE_ACCOUNT\n"
+            await gw.agi.stop(grace=0.1)
+            assert await asyncio.wait_for(reader.read(), 2) == b""
+            assert gw.agi.active == 0
+            writer.close()
     with caplog.at_level(logging.INFO):
         run(body())
     messages = [r.getMessage() for r in caplog.records]
