@@ -141,7 +141,10 @@ def test_session_time_cap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
         async with running_gateway(tmp_path, general="session_timeout = 0.3") as gw:
             start = time.monotonic()
             reader, writer = await send_raw(
-                gw.agi.port, b"agi_network: yes\nagi_network_script: get-profile-balance\n\n", then_close=False
+                gw.agi.port,
+                b"agi_network: yes\nagi_network_script: get-profile-balance\nagi_channel: PJSIP/1000-0000002a\n"
+                b"agi_uniqueid: 1795732263.42\n\n",
+                then_close=False,
             )
             # the gateway asks for SKYPE_ACCOUNT; a client that never answers is cut at the cap
             assert (await reader.readline()) == b"GET VARIABLE SKYPE_ACCOUNT\n"
@@ -152,7 +155,7 @@ def test_session_time_cap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     with caplog.at_level(logging.INFO):
         run(body())
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
-        "AGI session from 127.0.0.1 exceeded 0.3s and was closed"
+        "AGI session uniqueid=1795732263.42 channel=PJSIP/1000-0000002a from 127.0.0.1 exceeded 0.3s and was closed"
     ]
 
 

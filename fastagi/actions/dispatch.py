@@ -87,9 +87,9 @@ class Dispatcher:
                 outcome = Outcome(ACTIONS[name], error=exc)
             await session.finish(await self._result_commands(session, outcome))
         except SessionClosed:
-            self._finished(_caller(session), "agi", name, raw, outcome, started, delivered=False)
+            self._finished(session.caller, "agi", name, raw, outcome, started, delivered=False)
             raise
-        self._finished(_caller(session), "agi", name, raw, outcome, started)
+        self._finished(session.caller, "agi", name, raw, outcome, started)
 
     async def run(self, name: str, raw: dict[str, str]) -> Outcome:
         """Run an action for the admin control socket: no channel, so no SKYPE_ACCOUNT fallback."""
@@ -223,12 +223,6 @@ def _list_pairs(spec: ListResult, rows: list[Row] | None, stale: int) -> list[tu
         pairs.append((f"{spec.name}_{index}", row.value))
         pairs += [(f"{spec.name}_{index}_{extra}", row.extras.get(extra, "")) for extra in spec.extras]
     return pairs
-
-
-def _caller(session: AgiSession) -> str:
-    """Who ran a session, as logged: the channel's unique id and name."""
-    env = session.environment
-    return f"uniqueid={env.get('agi_uniqueid', '-')} channel={env.get('agi_channel', '-')}"
 
 
 def _plain(text: str) -> str:

@@ -196,7 +196,8 @@ class _AgiProtocol(asyncio.Protocol):
         except asyncio.CancelledError:
             if not self._timed_out:
                 raise  # the server is stopping
-            log.warning("AGI session from %s exceeded %.1fs and was closed", self.peer, self.server.settings.session_timeout)
+            log.warning("AGI session %s from %s exceeded %.1fs and was closed",
+                        session.caller, self.peer, self.server.settings.session_timeout)
         except (ConnectionError, OSError) as exc:
             log.info("AGI connection from %s lost: %s", self.peer, exc)
         except AgiProtocolError as exc:

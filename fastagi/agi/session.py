@@ -29,6 +29,12 @@ class AgiSession:
         self._closed = False
         self.environment = environment
 
+    @property
+    def caller(self) -> str:
+        """Who runs this session, as logged: the channel's unique id and name."""
+        env = self.environment
+        return f"uniqueid={env.get('agi_uniqueid', '-')} channel={env.get('agi_channel', '-')}"
+
     async def command(self, command: str) -> Reply:
         self._check_open()
         self._transport.write(self._connection.send_command(command))
