@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import running_gateway, run
+from fastagi.actions.dispatch import Finished
 from doubles.asterisk_agi import FakeAsterisk, environment
 
 HALF_ENVIRONMENT = b"agi_network: yes\nagi_network_script: get-profile-balance?account=alice\nagi_chan"
@@ -137,8 +138,11 @@ def test_address_outside_permit_is_refused_before_reading(tmp_path: Path) -> Non
 
 
 def test_session_time_cap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    finished: list[Finished] = []
+
     async def body() -> None:
         async with running_gateway(tmp_path, general="session_timeout = 0.3") as gw:
+            gw.dispatcher.observers.append(finished.append)
             start = time.monotonic()
             reader, writer = await send_raw(
                 gw.agi.port,
@@ -157,6 +161,10 @@ def test_session_time_cap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
         "AGI session uniqueid=1795732263.42 channel=PJSIP/1000-0000002a from 127.0.0.1 exceeded 0.3s and was closed"
     ]
+    assert any(r.getMessage().startswith(
+        "uniqueid=1795732263.42 channel=PJSIP/1000-0000002a action=get-profile-balance (no arguments) -> "
+        "not finished: cut off by session_timeout or by the server stopping (3") for r in caplog.records)
+    assert [(f.action, f.result) for f in finished] == [("get-profile-balance", "CUT_OFF"), ("get-profile-balance", "SUCCESS")]
 
 
 def test_stopping_cuts_a_session_past_the_grace_without_calling_it_late(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -174,6 +182,8 @@ def test_stopping_cuts_a_session_past_the_grace_without_calling_it_late(tmp_path
         run(body())
     messages = [r.getMessage() for r in caplog.records]
     assert "waiting up to 0.1s for 1 AGI session(s)" in messages
+    assert any("action=get-profile-balance (no arguments) -> not finished: cut off by session_timeout or by the server stopping"
+               in m for m in messages)
     assert not any("exceeded" in m for m in messages)
 
 

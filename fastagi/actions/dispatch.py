@@ -9,6 +9,7 @@ pipelining Asterisk handles), and each run is logged in one line.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,19 @@ log = logging.getLogger("fastagi.session")
 
 LOGGED_VALUE = 40  # message bodies and other long values are cut to this in the log
 UNKNOWN = "(unknown)"  # the action label of a name that is no action: never the raw name
-DISCONNECTED = "DISCONNECTED"  # the result of a session whose peer left before its results were set
+
+
+@dataclass(frozen=True)
+class Lost:
+    """Why a session's results were not delivered: its result in the metrics, and how the log says it."""
+
+    result: str
+    unfinished: str  # the log's status when the action had not finished
+    why: str
+
+
+PEER_LEFT = Lost("DISCONNECTED", "not run", "the peer closed the connection")
+CUT_OFF = Lost("CUT_OFF", "not finished", "cut off by session_timeout or by the server stopping")
 
 ChannelAccount = Callable[[], Awaitable[str | None]]
 
@@ -50,7 +63,7 @@ class Finished:
     """One action run, as observers (metrics) see it."""
 
     action: str  # the action's name, or UNKNOWN
-    result: str  # SUCCESS, the error code, or DISCONNECTED
+    result: str  # SUCCESS, the error code, DISCONNECTED or CUT_OFF
     seconds: float  # for an AGI session: from its environment to its last reply
     via: str  # "agi" or "control"
 
@@ -77,7 +90,7 @@ class Dispatcher:
         env = session.environment
         name = action_name(env)
         raw: dict[str, str] = {}
-        outcome: Outcome | None = None  # None: the peer left before the action ran
+        outcome: Outcome | None = None  # None: the session ended before the action had run
         try:
             try:
                 if name in ACTIONS:  # an unknown name is reported as such, whatever its arguments
@@ -87,7 +100,10 @@ class Dispatcher:
                 outcome = Outcome(ACTIONS[name], error=exc)
             await session.finish(await self._result_commands(session, outcome))
         except SessionClosed:
-            self._finished(session.caller, "agi", name, raw, outcome, started, delivered=False)
+            self._finished(session.caller, "agi", name, raw, outcome, started, PEER_LEFT)
+            raise
+        except asyncio.CancelledError:
+            self._finished(session.caller, "agi", name, raw, outcome, started, CUT_OFF)
             raise
         self._finished(session.caller, "agi", name, raw, outcome, started)
 
@@ -168,24 +184,25 @@ class Dispatcher:
 
     def _finished(
         self, who: str, via: str, name: str, raw: dict[str, str], outcome: Outcome | None, started: float,
-        delivered: bool = True,
+        lost: Lost | None = None,
     ) -> None:
         """Log in one line, and tell the observers (metrics count there).
 
-        A session whose peer left before its results were set counts as DISCONNECTED,
-        whether or not its action ran (the log line says which).
+        A session whose results were not delivered counts as its `Lost` result
+        (DISCONNECTED, CUT_OFF), whether or not its action had finished (the log line says which).
         """
         seconds = time.monotonic() - started
         if outcome is None:
-            status = "not run: the peer closed the connection"
+            assert lost is not None  # only a session that ended early leaves no outcome
+            status, result = f"{lost.unfinished}: {lost.why}", lost.result
         else:
             status = f"FAILED {outcome.error.code} ({outcome.error.text})" if outcome.error else "SUCCESS"
-            if not delivered:
-                status += ", not delivered: the peer closed the connection"
+            result = outcome.result
+            if lost is not None:
+                status, result = f"{status}, not delivered: {lost.why}", lost.result
         label = name if name in ACTIONS else UNKNOWN
         shown = " ".join(f"{_plain(k)}={_shorten(v)}" for k, v in raw.items())
         log.info("%s action=%s %s -> %s (%.1f ms)", who, _plain(name) or "-", shown or "(no arguments)", status, seconds * 1000)
-        result = outcome.result if outcome is not None and delivered else DISCONNECTED
         finished = Finished(label, result, seconds, via)
         for observer in list(self.observers):
             try:
