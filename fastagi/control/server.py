@@ -19,6 +19,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ..actions.registry import variable
 from ..errors import SkypeError
 from ..manager.events import Event
 from . import views
@@ -157,7 +158,7 @@ class ControlServer:
         except SkypeError as exc:
             return action_reply(exc.code, exc.text, {})
         log.info("admin: %s calls %s (call %d)", request.user, request.account, call_id)
-        return action_reply("SUCCESS", "", {self.gateway.dispatcher.prefix + "CALL_ID": str(call_id)})
+        return action_reply("SUCCESS", "", {variable(self.gateway.dispatcher.prefix, "call-id"): str(call_id)})
 
     async def _follow(self, stream: asyncio.Queue[Message], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send `stream` until the client closes, the server stops, or the client lags."""
