@@ -17,18 +17,17 @@ from .audiosocket.server import MediaSettings as SocketMediaSettings
 from .bridge import CallBridge
 from .config import PROFILE_KEYS, Config, Section
 from .control import start_control
+from .loopmonitor import LoopMonitor
 from .manager.accounts import Account, AccountManager
 from .manager.events import EventBus
 from .manager.store import Store
 from .media.callmedia import CallMedia
 from .media.engine import MediaEngine
-from .loopmonitor import LoopMonitor
 from .metrics import start_metrics
 from .network.driver import Profile
 from .network.embedded import EmbeddedNetwork, ScriptedUser, Timing
 
 log = logging.getLogger("fastagi")
-
 
 
 def profile_of(name: str, section: Section, status: str = "ONLINE") -> Profile:

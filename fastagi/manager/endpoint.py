@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 E = CallEvent
 
+
 class AccountEndpoint:
     """The network's view of one local account (implements `Endpoint`)."""
 
