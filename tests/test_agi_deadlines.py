@@ -20,6 +20,11 @@ class Clock:
     def __call__(self, item: str) -> None:
         self.expired.append((item, asyncio.get_running_loop().time() - self.start))
 
+    @property
+    def order(self) -> list[str]:
+        """The items, in the order they expired."""
+        return [item for item, _ in self.expired]
+
 
 def timers(loop: asyncio.AbstractEventLoop) -> int:
     """Live timer handles in asyncio's loop."""
@@ -36,7 +41,7 @@ def test_each_deadline_expires_at_its_own_time_in_order() -> None:
         deadlines.start("c")
         assert timers(asyncio.get_running_loop()) == 1  # one timer, however many deadlines
         await asyncio.sleep(0.2)
-        assert [item for item, _ in clock.expired] == ["a", "b", "c"]
+        assert clock.order == ["a", "b", "c"]
         times = dict(clock.expired)
         assert 0.1 <= times["a"] < 0.12
         assert 0.13 <= times["b"] < 0.15 and 0.13 <= times["c"] < 0.15
@@ -55,7 +60,7 @@ def test_a_cleared_deadline_never_expires_and_the_next_keeps_its_time() -> None:
         deadlines.clear("a")
         deadlines.clear("never started")
         await asyncio.sleep(0.15)
-        assert [item for item, _ in clock.expired] == ["b"]
+        assert clock.order == ["b"]
         assert 0.15 <= clock.expired[0][1] < 0.17
     run(body())
 
@@ -68,7 +73,7 @@ def test_deadlines_started_after_all_expired_get_a_new_timer() -> None:
         await asyncio.sleep(0.08)
         deadlines.start("b")
         await asyncio.sleep(0.08)
-        assert [item for item, _ in clock.expired] == ["a", "b"]
+        assert clock.order == ["a", "b"]
     run(body())
 
 
@@ -84,11 +89,11 @@ def test_an_expiry_may_start_another_and_close_stops_everything() -> None:
         deadlines = Deadlines(0.05, expire)
         deadlines.start("a")
         await asyncio.sleep(0.12)
-        assert [item for item, _ in clock.expired] == ["a", "again"]
+        assert clock.order == ["a", "again"]
         deadlines.start("closed before its time")
         deadlines.close()
         await asyncio.sleep(0.08)
-        assert [item for item, _ in clock.expired] == ["a", "again"]
+        assert clock.order == ["a", "again"]
         assert timers(asyncio.get_running_loop()) == 0
     run(body())
 
@@ -108,6 +113,6 @@ def test_a_callback_that_raises_is_logged_and_costs_no_other_its_expiry(caplog: 
         await asyncio.sleep(0.02)
         deadlines.start("later")
         await asyncio.sleep(0.1)
-        assert [item for item, _ in clock.expired] == ["bad", "same time", "later"]
+        assert clock.order == ["bad", "same time", "later"]
     run(body())
     assert [r.getMessage() for r in caplog.records] == ["deadline of 'bad': expiry failed"]
