@@ -13,7 +13,10 @@ Three servers are measured in the same run, each with the same sessions:
   one by one, as its API does;
 - a minimal `asyncio.Protocol` responder that writes the gateway's exact commands in
   one write with a half-close, reads the replies and closes: the same wire work with no
-  parsing, no action and no logging, the ceiling of asyncio Python.
+  parsing, no action and no logging, the ceiling of asyncio Python;
+- with `--baselines ... raw`, that responder's work on bare non-blocking sockets read
+  with `loop.add_reader`, without asyncio's transports: the floor of the wire's own
+  cost on the loop.
 
 The commands the baselines send are captured from one gateway session, so all three
 set the same variables with the same bytes. For `chatmessage-send` the gateway is then
@@ -21,13 +24,14 @@ killed with SIGKILL and the messages in its SQLite file are counted against the
 sessions that returned `SUCCESS`: none may be missing.
 
 Printed per action and concurrency: sessions/s, latency p50/p99/max in ms (connect to
-close, as Asterisk sees it), the server's share of its core, and the gateway's rate as
-a ratio to each baseline. Every row also says how many sessions failed. With
+close, as Asterisk sees it), the server's share of its core and its CPU time per
+session (µs/ses), and the gateway's rate as a ratio to each baseline. Every row also says how many sessions failed. With
 `--rounds N` the three servers take turns N times per row and each shows its median
 round, so a machine whose speed drifts during the run tilts no ratio.
 
     python -m bench.agi_load [--seconds 3] [--concurrency 1 50 200 1000] [--rates 1000 2000 4000] [--rounds 1]
                              [--loop asyncio|uvloop] [--database-sync normal|full] [--hangup]
+                             [--baselines panoramisk minimal raw]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import gc
 import os
 import platform
 import random
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -211,7 +216,7 @@ async def offer_paced(target: Target, rate: float, seconds: float, limit: int) -
 # -- the baselines, each in its own process ------------------------------------------------
 def serve_baseline(kind: str, port: int, commands_file: str, loop: str) -> None:
     commands = Path(commands_file).read_bytes().splitlines()
-    event_loop(loop)(_panoramisk(port, commands) if kind == "panoramisk" else _minimal(port, commands))
+    event_loop(loop)(BASELINES[kind](port, commands))
 
 
 async def _panoramisk(port: int, commands: list[bytes]) -> None:
@@ -258,6 +263,62 @@ async def _minimal(port: int, commands: list[bytes]) -> None:
     await server.serve_forever()
 
 
+class RawResponder:
+    """The minimal responder's work on bare non-blocking sockets, read with `loop.add_reader`.
+
+    No transport, no protocol object, no write buffering: the floor of what one
+    FastAGI session costs on the asyncio loop, the wire's own cost (syscalls and the
+    loop's wake-ups). It assumes every write goes out whole, which holds for these few
+    hundred bytes on loopback and for nothing a real server may assume.
+    """
+
+    commands = b""
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.sock, self.loop, self.buffer, self.sent = sock, loop, b"", False
+        loop.add_reader(sock.fileno(), self.readable)
+
+    def readable(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+        elif not self.sent:
+            self.buffer += data
+            if b"\n\n" in self.buffer:
+                self.sent = True
+                self.sock.send(self.commands)
+                self.sock.shutdown(socket.SHUT_WR)
+
+
+async def _raw(port: int, commands: list[bytes]) -> None:
+    RawResponder.commands = b"".join(command + b"\n" for command in commands)
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", port), backlog=1024)
+    listener.setblocking(False)
+
+    def accept() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports do
+            RawResponder(sock, loop)
+
+    loop.add_reader(listener.fileno(), accept)
+    await loop.create_future()
+
+
+BASELINES = {"panoramisk": _panoramisk, "minimal": _minimal, "raw": _raw}
+
+
 def start_baseline(kind: str, folder: Path, commands: list[bytes], loop: str) -> Server:
     commands_file = folder / "commands.txt"
     commands_file.write_bytes(b"\n".join(commands) + b"\n")
@@ -275,16 +336,17 @@ class Row:
     measured: Measured
     core_pct: float
     load_pct: float  # this load generator's share of its own core
+    cpu_us: float  # the server's CPU time per session
 
     def line(self, ratio: str) -> str:
         m = self.measured
         ms = [1000 * percentile(m.latencies, q) for q in (0.5, 0.99, 1.0)]
         return (f"  {self.load:>8} {self.server:<11} {m.rate:>9.0f} {ms[0]:>7.2f} {ms[1]:>7.2f} {ms[2]:>8.2f} "
-                f"{self.core_pct:>6.0f} {self.load_pct:>6.0f} {m.failed:>6} {ratio}")
+                f"{self.core_pct:>6.0f} {self.cpu_us:>6.1f} {self.load_pct:>6.0f} {m.failed:>6} {ratio}")
 
 
 HEADER = (f"  {'load':>8} {'server':<11} {'sess/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>8} "
-          f"{'core%':>6} {'load%':>6} {'failed':>6} gateway/baseline")
+          f"{'core%':>6} {'µs/ses':>6} {'load%':>6} {'failed':>6} gateway/baseline")
 
 
 async def measure(server: Server, name: str, label: str, offer: Callable[[Target], Awaitable[Measured]],
@@ -298,8 +360,9 @@ async def measure(server: Server, name: str, label: str, offer: Callable[[Target
         elapsed = time.monotonic() - began
     finally:
         gc.enable()
-    return Row(name, label, measured, 100 * (server.cpu_seconds() - cpu) / elapsed,
-               100 * (time.process_time() - own) / elapsed)
+    used = server.cpu_seconds() - cpu
+    return Row(name, label, measured, 100 * used / elapsed, 100 * (time.process_time() - own) / elapsed,
+               1e6 * used / max(1, measured.succeeded_in_all))
 
 
 async def compare(servers: dict[str, Server], label: str, offer: Callable[[Target], Awaitable[Measured]],
@@ -332,7 +395,7 @@ async def run(args: argparse.Namespace) -> None:
             probe = await one_session(gateway.port, target.script, 0)
             assert probe.succeeded, probe.commands
             servers = {"gateway": gateway}
-            servers |= {kind: start_baseline(kind, folder, probe.commands, args.loop) for kind in ("panoramisk", "minimal")}
+            servers |= {kind: start_baseline(kind, folder, probe.commands, args.loop) for kind in args.baselines}
             successes = 1
             try:
                 print(f"{action}, closed loop: N sessions always in flight")
@@ -375,7 +438,9 @@ def main() -> None:
     parser.add_argument("--database-sync", choices=("normal", "full"), default="normal",
                         help="the gateway's [general] database_sync")
     parser.add_argument("--actions", nargs="+", choices=tuple(ACTIONS), default=tuple(ACTIONS))
-    parser.add_argument("--serve", choices=("panoramisk", "minimal"), help=argparse.SUPPRESS)
+    parser.add_argument("--baselines", nargs="+", choices=tuple(BASELINES), default=("panoramisk", "minimal"),
+                        help="raw: the minimal responder's work on bare sockets, without asyncio's transports")
+    parser.add_argument("--serve", choices=tuple(BASELINES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--commands", help=argparse.SUPPRESS)
     args = parser.parse_args()
