@@ -3,8 +3,11 @@
 Every room holds an echo user and the account's side of a call, which plays a looping
 WAV and records what it hears at the record rate, as `call-set-input-file` and
 `call-set-output-file` do. The first run (1 room) is the baseline: the cost of the clock
-itself. Figures per run: ticks, late ticks (started > 10 ms after the deadline, skips
-included), process CPU per tick, the slowest tick and the cost per room above baseline.
+itself. An unreported half-second run before it pays the one-time costs (first
+allocations, lazy set-up), which would otherwise inflate the baseline and make the cost
+per room look smaller, or even negative. Figures per run: ticks, late ticks (started
+> 10 ms after the deadline, skips included), process CPU per tick, the slowest tick and
+the cost per room above baseline. Each run records into its own folder.
 
     python -m bench.media [--seconds 3] [--rate 8000] [--rooms 1 50 100 200 400 500]
 """
@@ -49,13 +52,14 @@ def write_tone(path: Path) -> None:
 
 
 async def measure(rooms: int, seconds: float, rate: int, folder: Path) -> dict[str, float]:
+    folder.mkdir()
     engine = TimedEngine()
-    tone = load_wav(folder / "tone.wav")
+    tone = load_wav(folder.parent / "tone.wav")
     recorders = []
     for number in range(rooms):
         local = LocalPort()
         local.set_source(WavPlayer(tone, loop=True))
-        recorder = WavRecorder(folder / f"rec-{rooms}-{number}.wav", rate)
+        recorder = WavRecorder(folder / f"rec-{number}.wav", rate)
         local.add_sink(recorder)
         recorders.append(recorder)
         room = engine.create_room()
@@ -80,6 +84,7 @@ async def measure(rooms: int, seconds: float, rate: int, folder: Path) -> dict[s
     }
 
 
+WARM_UP = 0.5  # seconds of one room, unreported, before the runs
 COLUMNS = "rooms ticks expected late% skipped CPU-ms/tick max-tick-ms core% us/room".split()
 
 
@@ -107,7 +112,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         write_tone(folder / "tone.wav")
-        results = [asyncio.run(measure(n, args.seconds, args.rate, folder)) for n in args.rooms]
+        asyncio.run(measure(1, WARM_UP, args.rate, folder / "warm-up"))  # one-time costs, not the baseline's
+        results = [asyncio.run(measure(n, args.seconds, args.rate, folder / f"run-{i}")) for i, n in enumerate(args.rooms)]
     print(f"{args.seconds:g} s per run, recording at {args.rate} Hz; baseline = first row")
     report(results)
 
