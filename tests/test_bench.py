@@ -1,0 +1,58 @@
+"""The benchmark scripts still run against the current gateway, each on a tiny load.
+
+Their figures are not checked here (speed is measured by running them in full, see the
+README's Performance section); what is checked is what a broken script would get wrong:
+every server answers, no session fails, nothing is lost, every row is printed.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(*argv: str) -> str:
+    done = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def rows(output: str, first: str) -> list[list[str]]:
+    """The table rows whose second cell is `first`'s kind of server (or room count)."""
+    return [line.split() for line in output.splitlines() if re.match(rf"^\s+\S+\s+{first}\s", line)]
+
+
+def test_agi_load_compares_every_server_and_finds_every_message():
+    output = bench("bench.agi_load", "--actions", "chatmessage-send", "--seconds", "0.3", "--concurrency", "2",
+                   "--rates", "200", "--baselines", "minimal", "raw")
+    table = rows(output, "(gateway|minimal|raw)")
+    assert [(row[0], row[1]) for row in table] == [
+        ("2", "gateway"), ("2", "minimal"), ("2", "raw"), ("200/s", "gateway"), ("200/s", "minimal"), ("200/s", "raw"),
+    ]
+    for row in table:
+        rate, cpu_us, failed = float(row[2]), float(row[7]), int(row[9])
+        assert rate > 0 and cpu_us > 0 and failed == 0, row
+    assert re.search(r"after SIGKILL: (\d+) messages stored, \1 sessions told SUCCESS: all durable", output), output
+
+
+def test_abuse_fails_no_normal_session_and_leaks_no_file():
+    output = bench("bench.abuse", "--sessions", "200", "--rounds", "1", "--baseline", "1", "--settle", "0.5")
+    assert "normal sessions failed = 0 (ok)" in output
+    assert "ERROR records or tracebacks: 0" in output
+    files = re.search(r"gateway files (\d+) -> (\d+)", output)
+    assert files and files[1] == files[2], output
+
+
+def test_media_bench_prints_a_row_per_room_count():
+    output = bench("bench.media", "--seconds", "0.5", "--rooms", "1", "1", "5")
+    assert [row[0] for row in rows(output, r"\d+")] == ["1", "1", "5"]
+
+
+def test_audiosocket_bench_bridges_every_call():
+    output = bench("bench.audiosocket", "--seconds", "1", "--calls", "1", "5")
+    table = rows(output, r"\d+")
+    assert [(row[0], row[1]) for row in table] == [("1", "1"), ("5", "5")], output
