@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_fuzz import PROPERTIES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,3 +58,11 @@ def test_audiosocket_bench_bridges_every_call():
     output = bench("bench.audiosocket", "--seconds", "1", "--calls", "1", "5")
     table = rows(output, r"\d+")
     assert [(row[0], row[1]) for row in table] == [("1", "1"), ("5", "5")], output
+
+
+def test_fuzz_runs_every_property_without_a_failure():
+    output = bench("bench.fuzz", "--minutes", "0.02", "--examples", "10")
+    total = re.search(r"^total\s+(\d+)\s+(\d+)", output, re.MULTILINE)
+    assert total and int(total[1]) > 0 and total[2] == "0", output
+    ran = re.findall(r"^(test_\w+)\s+\d+\s+\d+\s+0$", output, re.MULTILINE)
+    assert sorted(ran) == sorted(PROPERTIES), output
