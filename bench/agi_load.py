@@ -281,19 +281,19 @@ class RawResponder:
     def readable(self) -> None:
         try:
             data = self.sock.recv(65536)
+            if data and not self.sent:
+                self.buffer += data
+                if b"\n\n" in self.buffer:
+                    self.sent = True
+                    self.sock.send(self.commands)
+                    self.sock.shutdown(socket.SHUT_WR)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
+        except OSError:  # reset by the peer: done with it
             data = b""
         if not data:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
-        elif not self.sent:
-            self.buffer += data
-            if b"\n\n" in self.buffer:
-                self.sent = True
-                self.sock.send(self.commands)
-                self.sock.shutdown(socket.SHUT_WR)
 
 
 async def _raw(port: int, commands: list[bytes]) -> None:
