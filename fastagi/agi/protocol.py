@@ -251,8 +251,6 @@ class AgiConnection:
 
 def parse_reply(line: str) -> Reply:
     """One single-line reply (`200 …`, `510 …`, `511 …`, or anything else Asterisk sends)."""
-    if line == _SET_VARIABLE_REPLY.lines[0]:  # the reply to nearly every command a session sends
-        return _SET_VARIABLE_REPLY
     match = _REPLY_200.match(line)
     if match:
         return Reply(200, match.group("result"), match.group("data"), (line,))
