@@ -214,6 +214,11 @@ async def offer_paced(target: Target, rate: float, seconds: float, limit: int) -
 
 
 # -- the baselines, each in its own process ------------------------------------------------
+def one_write(commands: list[bytes]) -> bytes:
+    """Commands as the wire carries them, one line each: the minimal baselines send them in one write."""
+    return b"".join(command + b"\n" for command in commands)
+
+
 def serve_baseline(kind: str, port: int, commands_file: str, loop: str) -> None:
     commands = Path(commands_file).read_bytes().splitlines()
     event_loop(loop)(BASELINES[kind](port, commands))
@@ -258,7 +263,7 @@ class MinimalResponder(asyncio.Protocol):
 
 
 async def _minimal(port: int, commands: list[bytes]) -> None:
-    MinimalResponder.commands = b"".join(command + b"\n" for command in commands)
+    MinimalResponder.commands = one_write(commands)
     server = await asyncio.get_running_loop().create_server(MinimalResponder, "127.0.0.1", port, backlog=1024)
     await server.serve_forever()
 
@@ -297,7 +302,7 @@ class RawResponder:
 
 
 async def _raw(port: int, commands: list[bytes]) -> None:
-    RawResponder.commands = b"".join(command + b"\n" for command in commands)
+    RawResponder.commands = one_write(commands)
     loop = asyncio.get_running_loop()
     listener = socket.create_server(("127.0.0.1", port), backlog=1024)
     listener.setblocking(False)
@@ -321,7 +326,7 @@ BASELINES = {"panoramisk": _panoramisk, "minimal": _minimal, "raw": _raw}
 
 def start_baseline(kind: str, folder: Path, commands: list[bytes], loop: str) -> Server:
     commands_file = folder / "commands.txt"
-    commands_file.write_bytes(b"\n".join(commands) + b"\n")
+    commands_file.write_bytes(one_write(commands))
     port = free_port()
     argv = [sys.executable, "-m", "bench.agi_load", "--serve", kind, "--port", str(port),
             "--commands", str(commands_file), "--loop", loop]
