@@ -81,7 +81,7 @@ async def _gateway(folder: str, pipe) -> None:  # type: ignore[no-untyped-def]
         usage = resource.getrusage(resource.RUSAGE_SELF)
         pipe.send({
             "ticks": media.ticks, "late": media.late_ticks, "cpu": usage.ru_utime + usage.ru_stime,
-            "underruns": sockets.counters.underruns, "active": sockets.active, "calls": len(gateway.manager.calls),
+            "underruns": sockets.counters.underruns, "active": sockets.active, "calls": len(gateway.manager.calls.live),
         })
     await gateway.stop()
 

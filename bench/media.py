@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from fastagi.media.engine import MediaEngine
-from fastagi.media.port import ENGINE_RATE
-from fastagi.media.ports import EchoPort, LocalPort
+from fastagi.media.ports import LocalPort
 from fastagi.media.wav import WavPlayer, WavRecorder, load_wav
+from fastagi.model.audio import ENGINE_RATE, EchoPort
 
 
 class TimedEngine(MediaEngine):

@@ -1,4 +1,8 @@
-"""The gateway process: builds every part from the configuration and runs them together."""
+"""The gateway process: builds every part from the configuration, wires them, runs them together.
+
+This is the only module that names a network driver's class; everything else reaches a
+network through `network.driver`.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,34 @@ import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from .actions import ACTIONS  # noqa: F401 - declares every action
 from .actions.context import MediaSettings
 from .actions.dispatch import Dispatcher
+from .agi.actions import AgiActions
 from .agi.server import AgiServer, AgiServerSettings
-from .ami.listener import AmiListener, AmiSettings
+from .ami.listener import AmiListener
+from .ami.settings import AmiSettings
+from .audiosocket.port import MediaSettings as SocketMediaSettings
 from .audiosocket.server import AudioSocketServer
-from .audiosocket.server import MediaSettings as SocketMediaSettings
 from .bridge import CallBridge
-from .config import PROFILE_KEYS, Config, Section
-from .control import start_control
+from .config import PROFILE_KEYS, Config, Section, settings
+from .control.server import Admin, ControlServer
 from .loopmonitor import LoopMonitor
-from .manager.accounts import Account, AccountManager
-from .manager.events import EventBus
+from .manager.accounts import AccountManager
 from .manager.store import Store
 from .media.callmedia import CallMedia
 from .media.engine import MediaEngine
-from .metrics import start_metrics
-from .network.driver import Profile
+from .media.ports import PlaybackPort
+from .media.wav import WavPlayer, load_wav
+from .metrics import ActionMetrics, MetricsServer, StatusCollector
+from .model.accounts import Account
+from .model.audio import AudioPort
+from .model.events import EventBus
+from .model.profiles import Profile
 from .network.embedded import EmbeddedNetwork, ScriptedUser, Timing
+from .status import GatewayStatus
 
 log = logging.getLogger("fastagi")
 
@@ -41,8 +53,18 @@ def scripted_user(name: str, section: Section) -> ScriptedUser:
     return ScriptedUser(
         profile_of(name, section, status), behaviour=section.behaviour, ring_delay=section.ring_delay,
         answer_delay=section.answer_delay, auth_policy=section.auth_policy, voicemail=section.voicemail,
-        greeting=section.greeting,
+        greeting=greeting_voice(name, section.greeting) if section.greeting is not None else None,
     )
+
+
+def greeting_voice(name: str, path: Path) -> Callable[[], AudioPort] | None:
+    """What plays a scripted user's greeting in a call (read now, once); None, with a warning, if it cannot be used."""
+    try:
+        samples = load_wav(path)
+    except Exception as exc:  # noqa: BLE001 - a broken greeting must not stop the gateway
+        log.warning("greeting of %s unusable (%s): silent instead", name, exc)
+        return None
+    return lambda: PlaybackPort(WavPlayer(samples, loop=True))
 
 
 class Gateway:
@@ -53,84 +75,64 @@ class Gateway:
         general = config.general
         self.bus = EventBus()
         self.store = Store(general.database, general.database_sync)
+        self.media = MediaEngine()
+        self.loop_monitor = LoopMonitor()
+        self.call_media = CallMedia(self.media, self.bus)
         profiles = {name: profile_of(name, s) for name, s in config.accounts.items()}
         self.network = EmbeddedNetwork(
             users={name: scripted_user(name, s) for name, s in config.users.items() if name not in config.accounts},
             account_profiles=profiles,
             incoming_dir=Path(general.incoming_dir),
+            audio=self.call_media,
             sms_price=general.sms_price,
             timing=Timing(ring_timeout=general.ring_timeout),
         )
         accounts = [
-            Account(name, profiles[name], s.currency, s.auth_policy, s.voicemail, s.unanswered)
+            Account(name, profiles[name], s.currency, s.auth_policy, s.voicemail, s.unanswered, self.network.name)
             for name, s in config.accounts.items()
         ]
         self.manager = AccountManager(
             accounts, self.store, self.network, self.bus, Path(general.incoming_dir), general.ring_timeout
         )
-        self.manager.seed_balances({name: (s.balance, s.currency) for name, s in config.accounts.items()})
-        self.media = MediaEngine()
-        self.loop_monitor = LoopMonitor()
-        self.call_media = CallMedia(self.media, self._conference_of)
-        self.network.media_hooks = self.call_media
-        self.bus.subscribe(self.call_media.on_event)
-        self.dispatcher = Dispatcher(
-            self.manager, general.variable_prefix,
-            MediaSettings(Path(general.media_dir), tuple(Path(p) for p in general.media_path), int(general.record_rate)),
-            services={"media": self.call_media},
+        self.manager.deliveries.seed_balances({name: (s.balance, s.currency) for name, s in config.accounts.items()})
+        self.ami = (
+            AmiListener(settings(AmiSettings, config.ami, general), self.bus, self.manager.calls.incoming_unhandled,
+                        audiosocket_address=lambda: f"{config.audiosocket.bind}:{self.audiosocket.port}")
+            if config.ami.enabled else None
         )
-        self.bridge = CallBridge(self.manager, self.call_media)
+        self.bridge = CallBridge(self.manager.calls, self.call_media, self.bus,
+                                 play_dtmf=self.ami.play_dtmf if self.ami is not None else None)
         sockets = config.audiosocket
-        self.audiosocket = (
-            AudioSocketServer(sockets.bind, sockets.port, self.bridge,
-                              media=SocketMediaSettings(jitter_target_frames=sockets.jitter_frames))
-            if sockets.enabled else None
+        self.audiosocket = AudioSocketServer(sockets.bind, sockets.port, self.bridge,
+                                             media=settings(SocketMediaSettings, sockets))
+        self.action_metrics = ActionMetrics() if general.metrics is not None else None
+        self.dispatcher = Dispatcher(
+            self.manager, self.call_media, general.variable_prefix,
+            MediaSettings(Path(general.media_dir), tuple(Path(p) for p in general.media_path), int(general.record_rate)),
+            observers=(self.action_metrics.observe,) if self.action_metrics is not None else (),
         )
-        self.ami = self._ami_listener(config) if config.ami.enabled else None
-        if self.ami is not None:
-            self.bridge.play_dtmf = self.ami.play_dtmf
-        self.agi = AgiServer(
-            AgiServerSettings(
-                bind=general.bind, port=general.port, permit=tuple(general.permit),
-                environment_timeout=general.environment_timeout, session_timeout=general.session_timeout,
-                max_connections=general.max_connections,
-            ),
-            self.dispatcher,
-        )
-
-    def _ami_listener(self, config: Config) -> AmiListener:
-        ami = config.ami
-        settings = AmiSettings(
-            host=ami.host, port=ami.port, username=ami.username, secret=ami.secret,
-            incoming_context=ami.incoming_context, events_context=ami.events_context or None,
-            queue_size=ami.queue_size, ping_interval=ami.ping_interval, ping_timeout=ami.ping_timeout,
-            incoming_media=ami.incoming_media, variable_prefix=config.general.variable_prefix,
-            originate_timeout_ms=int(ami.originate_timeout * 1000),
-            audiosocket_address=f"{config.audiosocket.bind}:{config.audiosocket.port}",
-        )
-        return AmiListener(settings, self.bus, self._incoming_unhandled)
-
-    def _incoming_unhandled(self, account: str, call_id: str) -> None:
-        self.manager.incoming_unhandled(account, int(call_id))
-
-    def _conference_of(self, account: str, call_id: int) -> int | None:
-        call = self.manager.calls.get(call_id)
-        return call.conference_id if call is not None and call.account == account else None
+        self.agi = AgiServer(settings(AgiServerSettings, general), AgiActions(self.dispatcher))
+        self.status = GatewayStatus(self.manager, self.agi, self.media, self.loop_monitor, self.ami)
+        if self.action_metrics is not None:
+            self.action_metrics.registry.register(StatusCollector(self.status))
+        self.control = ControlServer(Path(general.control_socket),
+                                     Admin(self.status, self.dispatcher, self.bus, self.network))
+        self.metrics: MetricsServer | None = None
 
     async def start(self) -> None:
-        self.control = await start_control(self)  # first: refuses to run beside a live server
-        self.metrics = start_metrics(self)  # None unless [general] metrics is set
+        await self.control.start()  # first: refuses to run beside a live server
+        if self.action_metrics is not None:
+            self.metrics = MetricsServer(self.config.general.metrics, self.action_metrics.registry)
         self.loop_monitor.start()
         self.media.start()
-        if self.audiosocket is not None:
+        if self.config.audiosocket.enabled:
             await self.audiosocket.start()
         if self.ami is not None:
-            if self.audiosocket is not None:  # the real port, when it was 0
-                self.ami.settings.audiosocket_address = f"{self.config.audiosocket.bind}:{self.audiosocket.port}"
             await self.ami.start()
         await self.agi.start()
-        self.manager.set_presence("ONLINE")
-        log.info("serving %d account(s): %s", len(self.manager.accounts), ", ".join(self.manager.names()))
+        await self.network.start()
+        names = self.manager.accounts.names()
+        log.info("serving %d account(s): %s", len(names), ", ".join(names))
 
     async def stop(self) -> None:
         """Stop accepting, let sessions finish (bounded), end calls, flush state."""
@@ -138,14 +140,12 @@ class Gateway:
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.stop)  # blocks up to 0.5 s
         await self.agi.stop(self.config.general.shutdown_grace)
-        if self.audiosocket is not None:
-            await self.audiosocket.stop()
+        await self.audiosocket.stop()
         await self.manager.close()
-        self.manager.set_presence("OFFLINE")
+        await self.network.close()
         if self.ami is not None:
             await self.ami.drain(self.config.general.shutdown_grace)  # the last calls' and OFFLINE events
             await self.ami.stop()
-        await self.network.close()
         self.call_media.close()
         await self.media.stop()
         self.loop_monitor.stop()

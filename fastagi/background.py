@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any, Coroutine
 
-from .errors import SkypeError
+from .model.errors import SkypeError
 
 
 class Background:

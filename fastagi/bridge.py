@@ -14,10 +14,10 @@ import uuid
 from typing import Callable
 
 from .background import Background
-from .manager.accounts import AccountManager
-from .manager.calls import ENDED, Call, CallStatus
-from .manager.events import Event, EventKind
+from .manager.calls import Calls
 from .media.callmedia import CallMedia
+from .model.calls import ENDED, Call, CallStatus
+from .model.events import CallChanged, DtmfReceived, Event, EventBus
 
 log = logging.getLogger("fastagi.bridge")
 
@@ -27,17 +27,16 @@ PlayDtmf = Callable[[str, str], None]  # (Asterisk channel, digit)
 class CallBridge:
     """Implements the AudioSocket server's `CallMediaBinder` over the account manager."""
 
-    def __init__(self, manager: AccountManager, media: CallMedia) -> None:
-        self.manager = manager
+    def __init__(self, calls: Calls, media: CallMedia, bus: EventBus, play_dtmf: PlayDtmf | None = None) -> None:
+        self.calls = calls
         self.media = media
-        self.play_dtmf: PlayDtmf | None = None  # set when AMI is on
+        self.play_dtmf = play_dtmf  # None without AMI
         self._connections: dict[int, object] = {}  # call id → AudioSocketConnection
         self._background = Background(log)
-        manager.bus.subscribe(self._on_event)
+        bus.subscribe(self._on_event)
 
     def _call(self, call_uuid: uuid.UUID) -> Call | None:
-        text = str(call_uuid)
-        return next((c for c in self.manager.calls.values() if c.uuid == text), None)
+        return self.calls.by_uuid(str(call_uuid))
 
     def attach(self, call_uuid: uuid.UUID, conn) -> bool:  # type: ignore[no-untyped-def]
         call = self._call(call_uuid)
@@ -56,7 +55,7 @@ class CallBridge:
     def dtmf(self, call_uuid: uuid.UUID, digit: str) -> None:
         call = self._call(call_uuid)
         if call is not None and call.status is CallStatus.INPROGRESS:
-            self._background.spawn(self.manager.send_dtmf(call.account, call.id, digit))
+            self._background.spawn(self.calls.send_dtmf(call.account, call.id, digit))
 
     def detached(self, call_uuid: uuid.UUID) -> None:
         call = self._call(call_uuid)
@@ -64,12 +63,12 @@ class CallBridge:
             return
         self._release(call.id)
         log.info("Asterisk side of call %d hung up: ending the Skype call", call.id)
-        self._background.spawn(self.manager.hangup(call.account, call.id))
+        self._background.spawn(self.calls.hangup(call.account, call.id))
 
     def _release(self, call_id: int) -> None:
         """Asterisk's side went away: the call's voice is silence again until another attaches."""
         conn = self._connections.pop(call_id, None)
-        call = self.manager.calls.get(call_id)
+        call = self.calls.live.get(call_id)
         if conn is not None and call is not None:
             port = self.media.port(call.account, call.id)
             if port.source is conn:
@@ -78,13 +77,12 @@ class CallBridge:
                 port.remove_sink(conn)
 
     def _on_event(self, event: Event) -> None:
-        if event.kind is EventKind.CALL_STATUS and CallStatus(event.fields["Status"]) in ENDED:
-            conn = self._connections.pop(int(event.fields["CallID"]), None)
+        if isinstance(event, CallChanged) and event.status in ENDED:
+            conn = self._connections.pop(event.call_id, None)
             if conn is not None:
                 conn.close()  # type: ignore[attr-defined]
-        elif event.kind is EventKind.DTMF and self.play_dtmf is not None:
-            call = self.manager.calls.get(int(event.fields["CallID"]))
+        elif isinstance(event, DtmfReceived) and self.play_dtmf is not None:
+            call = self.calls.live.get(event.call_id)
             if call is not None and call.id in self._connections and call.asterisk_channel:
-                for digit in event.fields["Digit"]:
+                for digit in event.digit:
                     self.play_dtmf(call.asterisk_channel, digit)
-

@@ -8,15 +8,18 @@ keys, bad values and duplicate sections or keys are errors, never silently ignor
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import asterisk.config
 
-HANDLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._,:-]{1,63}$")
+from .model.profiles import SKYPE_NAME
+
+T = TypeVar("T")
 
 
 class ValueProblem(ValueError):
@@ -103,7 +106,7 @@ def host_port(text: str) -> tuple[str, int]:
     name, sep, port = text.rpartition(":")
     if not sep:
         raise ValueProblem(f"{text!r} is not host:port")
-    return host(name.strip("[]")), int_in(1, 65535)(port)
+    return host(name.strip("[]")), int_in(0, 65535)(port)
 
 
 # -- the schema ----------------------------------------------------------------
@@ -155,7 +158,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("ring_timeout", seconds, 30.0, "seconds an unanswered call rings before it is MISSED"),
         Key("sms_price", int_in(0, 100000), 10, "SkypeOut price of one SMS part, hundredths"),
         Key("record_rate", one_of("8000", "16000"), "8000", "sample rate of recorded WAV files: 8000 | 16000"),
-        Key("metrics", host_port, None, "host:port of the Prometheus endpoint (off when absent)"),
+        Key("metrics", host_port, None, "host:port of the Prometheus endpoint (off when absent; port 0: any free port)"),
         Key("control_socket", path, Path("skype-fastagi.ctl"), "Unix socket of the admin CLI"),
     ),
     "ami": (
@@ -241,6 +244,21 @@ class Config:
     accounts: dict[str, Section] = field(default_factory=dict)
     users: dict[str, Section] = field(default_factory=dict)
     source: str = "(embedded defaults)"
+
+
+def settings(cls: type[T], *sections: Section, **given: Any) -> T:
+    """An instance of the settings dataclass `cls`: each field from the first section with a key of its
+    name (SCHEMA checked the values), else from `given`, else its default."""
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for section in sections:
+            if spec.name in section.values:
+                values[spec.name] = section.values[spec.name]
+                break
+        else:
+            if spec.name in given:
+                values[spec.name] = given[spec.name]
+    return cls(**values)
 
 
 def _defaults(kind: str) -> dict[str, Any]:
@@ -358,7 +376,7 @@ class _Builder:
         if kind not in SECTION_TYPES:
             self.problem(category.number, f"section [{name}] needs type = account or type = user")
             return
-        if not HANDLE_RE.match(name):
+        if not SKYPE_NAME.match(name):
             self.problem(category.number, f"[{name}] is not a valid Skype name")
             return
         section = Section(name, category.number, _defaults(kind))

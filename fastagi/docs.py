@@ -11,9 +11,9 @@ from pathlib import Path
 
 from .actions import ACTIONS
 from .actions.registry import variable
-from .ami.listener import EVENT_SCRIPTS
+from .ami.scripts import EVENT_SCRIPTS
+from .ami.userevents import USER_EVENTS
 from .config import SCHEMA
-from .manager.events import EVENT_FIELDS
 
 PREFIX = "SKYPE_"
 
@@ -53,11 +53,11 @@ def config_table() -> str:
 
 def events_table() -> str:
     rows = ["| UserEvent | fields (after `Account`) | events_context extension |", "| --- | --- | --- |"]
-    for kind, fields in EVENT_FIELDS.items():
-        script = EVENT_SCRIPTS.get(kind)
+    for event_type, (kind, fields) in USER_EVENTS.items():
+        script = EVENT_SCRIPTS.get(event_type)
         names = sorted({script.extension.format(Direction=d) for d in ("incoming", "outgoing")}) if script else []
         extension = " / ".join(f"`{name}`" for name in names) or "—"
-        rows.append(f"| `{kind.user_event}` | {', '.join(f'`{f}`' for f in fields)} | {extension} |")
+        rows.append(f"| `Skype{kind}` | {', '.join(f'`{header}`' for header, _ in fields)} | {extension} |")
     return "\n".join(rows)
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fastagi.ami import userevents  # noqa: E402
 from fastagi.app import Gateway, with_ports  # noqa: E402
 from fastagi.config import load_config  # noqa: E402
+from fastagi.model.events import Event  # noqa: E402
 
 ACCOUNTS = """
 [alice]
@@ -101,16 +104,30 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
+@dataclass(frozen=True)
+class Seen:
+    """An event as Asterisk sees it: `SkypeCallStatus` is kind `CallStatus`, with its header fields."""
+
+    kind: str
+    account: str
+    fields: dict[str, str]
+    event: Event
+
+
+def seen(event: Event) -> Seen:
+    return Seen(userevents.kind(event), event.account, userevents.fields(event), event)
+
+
 class Recorder:
-    """Every event the gateway publishes, with a way to wait for one."""
+    """Every event the gateway publishes (as `Seen`), with a way to wait for one."""
 
     def __init__(self, bus) -> None:  # type: ignore[no-untyped-def]
-        self.events: list = []
+        self.events: list[Seen] = []
         self._changed = asyncio.Event()
         bus.subscribe(self._record)
 
-    def _record(self, event) -> None:  # type: ignore[no-untyped-def]
-        self.events.append(event)
+    def _record(self, event: Event) -> None:
+        self.events.append(seen(event))
         self._changed.set()
 
     async def wait(self, predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
@@ -128,8 +145,8 @@ class Recorder:
 
     def statuses(self, account: str, call_id: int | str) -> list[str]:
         return [e.fields["Status"] for e in self.events
-                if e.kind.value == "CallStatus" and e.account == account and e.fields["CallID"] == str(call_id)]
+                if e.kind == "CallStatus" and e.account == account and e.fields["CallID"] == str(call_id)]
 
     async def status(self, account: str, call_id: int | str, status: str, timeout: float = 5.0):  # type: ignore[no-untyped-def]
-        return await self.wait(lambda e: e.kind.value == "CallStatus" and e.account == account
+        return await self.wait(lambda e: e.kind == "CallStatus" and e.account == account
                                and e.fields["CallID"] == str(call_id) and e.fields["Status"] == status, timeout)

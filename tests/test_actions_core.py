@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import running_gateway, run
+from conftest import Recorder, running_gateway, run
 from doubles.asterisk_agi import FakeAsterisk
 from fastagi.actions import ACTIONS
-from fastagi.manager.events import Event, EventKind
 
 
 async def agi(gateway, script, *args, channel=None, **kw):  # type: ignore[no-untyped-def]
@@ -163,25 +162,24 @@ def test_get_user_profile_and_contact_flags(tmp_path: Path) -> None:
 def test_buddy_requests_between_accounts_and_remote_users(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path) as gw:
-            events: list[Event] = []
-            gw.bus.subscribe(events.append)
+            events = Recorder(gw.bus).events
             # bob asks alice (auth_policy = ask): alice gets a pending request
             assert (await agi(gw, "user-set-buddy?account=bob&user-name=alice&status=True")).skype()["SKYPE_STATUS"] == "SUCCESS"
-            request = [e for e in events if e.kind is EventKind.AUTH_REQUEST]
+            request = [e for e in events if e.kind == "AuthRequest"]
             assert request and request[0].account == "alice" and request[0].fields["From"] == "bob"
-            assert gw.store.contact("bob", "alice")["buddy"] == 1
+            assert gw.store.contact("bob", "alice").buddy == 1
             # alice accepts: bob's side sees alice added
             assert (await agi(gw, "user-set-auth?account=alice&user-name=bob&status=TRUE")).skype()["SKYPE_STATUS"] == "SUCCESS"
-            assert gw.store.contact("bob", "alice")["buddy"] == 2
-            assert gw.store.contact("alice", "bob")["authorized"] == 1
+            assert gw.store.contact("bob", "alice").buddy == 2
+            assert gw.store.contact("alice", "bob").authorized
             # carol allows, dave denies
             await agi(gw, "user-set-buddy?account=alice&user-name=carol&status=true")
             await agi(gw, "user-set-buddy?account=alice&user-name=dave&status=true")
             await __import__("asyncio").sleep(0.05)
-            assert gw.store.contact("alice", "carol")["buddy"] == 2
-            assert gw.store.contact("alice", "dave")["buddy"] == 0
+            assert gw.store.contact("alice", "carol").buddy == 2
+            assert gw.store.contact("alice", "dave").buddy == 0
             removed = await agi(gw, "user-set-buddy?account=alice&user-name=carol&status=False")
-            assert removed.skype()["SKYPE_STATUS"] == "SUCCESS" and gw.store.contact("alice", "carol")["buddy"] == 0
+            assert removed.skype()["SKYPE_STATUS"] == "SUCCESS" and gw.store.contact("alice", "carol").buddy == 0
             bad = await agi(gw, "user-set-buddy?account=alice&user-name=carol&status=maybe")
             assert bad.skype()["SKYPE_ERROR"] == "invalid-argument"
             unknown = await agi(gw, "user-set-auth?account=alice&user-name=nobody1&status=true")
@@ -207,18 +205,17 @@ def test_block_refuses_messages_and_shows_in_get_user(tmp_path: Path) -> None:
 def test_chat_between_two_accounts(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path) as gw:
-            events: list[Event] = []
-            gw.bus.subscribe(events.append)
+            events = Recorder(gw.bus).events
             first = await agi(gw, "chatmessage-send?account=alice&user-name=bob&message-body=hello%20bob")
             chat = first.skype()["SKYPE_CHAT_NAME"]
             assert re.fullmatch(r"#alice/\$bob;[0-9a-f]{16}", chat)
             second = await agi(gw, "chatmessage-send?account=alice&user-name=bob&message-body=again")
             assert second.skype()["SKYPE_CHAT_NAME"] == chat  # the open dialog chat is reused
             assert [m["body"] for m in gw.store.messages("bob", chat)] == ["hello bob", "again"]
-            incoming = [e for e in events if e.kind is EventKind.CHAT_MESSAGE and e.account == "bob"]
+            incoming = [e for e in events if e.kind == "ChatMessage" and e.account == "bob"]
             assert incoming[0].fields["From"] == "alice" and incoming[0].fields["Direction"] == "incoming"
             assert incoming[0].fields["Body"] == "hello bob" and incoming[0].fields["ChatName"] == chat
-            outgoing = [e for e in events if e.kind is EventKind.CHAT_MESSAGE and e.account == "alice"]
+            outgoing = [e for e in events if e.kind == "ChatMessage" and e.account == "alice"]
             assert outgoing[0].fields["Direction"] == "outgoing"
             left = await agi(gw, "chat-leave", f"chat-name={chat}", "account=alice")
             assert left.skype()["SKYPE_STATUS"] == "SUCCESS"
@@ -236,13 +233,12 @@ def test_chat_between_two_accounts(tmp_path: Path) -> None:
 def test_sms_costs_credit_and_fails_when_short(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, general="sms_price = 12") as gw:
-            events: list[Event] = []
-            gw.bus.subscribe(events.append)
+            events = Recorder(gw.bus).events
             sent = await agi(gw, "sms-send?account=alice&sms-number=%2B393331234567&sms-body=" + "x" * 200)
             assert sent.skype()["SKYPE_STATUS"] == "SUCCESS"
             balance = await agi(gw, "get-profile-balance?account=alice")
             assert balance.skype()["SKYPE_BALANCE"] == str(1050 - 24)  # two parts
-            assert [e.fields["Status"] for e in events if e.kind is EventKind.SMS_STATUS] == ["SENDING_TO_SERVER", "DELIVERED"]
+            assert [e.fields["Status"] for e in events if e.kind == "SMSStatus"] == ["SENDING_TO_SERVER", "DELIVERED"]
             short = await agi(gw, "sms-send?account=bob&sms-number=%2B393331234567&sms-body=hi")
             assert short.skype()["SKYPE_ERROR"] == "cannot_send"
             assert "credit" in short.skype()["SKYPE_ERROR_TEXT"]
@@ -307,7 +303,7 @@ def test_a_bug_in_a_handler_is_internal_error_not_a_dead_channel(tmp_path: Path,
 
     async def body() -> None:
         async with running_gateway(tmp_path) as gw:
-            monkeypatch.setattr(gw.manager, "balance", broken)
+            monkeypatch.setattr(gw.manager.deliveries, "balance", broken)
             result = await agi(gw, "get-profile-balance?account=alice")
             assert result.commands == [
                 'SET VARIABLE SKYPE_STATUS "FAILED"',

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastagi.ami.framing import (
+from fastagi.ami.protocol import (
     MAX_LINE,
     AmiParser,
     encode_action,

@@ -78,7 +78,7 @@ def test_full_loop_bob_calls_alice_through_the_dialplan(tmp_path: Path) -> None:
             assert variables["SKYPE_ACCOUNT"] == "alice" and variables["SKYPE_CALLER"] == "bob"
             assert variables["SKYPE_CALLER_NAME"] == "Bob Builder"
             incoming = variables["SKYPE_CALL_ID"]
-            assert variables["SKYPE_CALL_UUID"] == gw.manager.calls[int(incoming)].uuid
+            assert variables["SKYPE_CALL_UUID"] == gw.manager.calls.live[int(incoming)].uuid
             # the dialplan in skype-incoming answers the Skype call
             answered = await dial(gw.agi.port, f"call-answer?account={variables['SKYPE_ACCOUNT']}&call-id={incoming}")
             assert answered["SKYPE_STATUS"] == "SUCCESS"

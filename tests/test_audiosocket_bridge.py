@@ -73,10 +73,10 @@ def test_dtmf_both_ways(tmp_path: Path) -> None:
             played: list[tuple[str, str]] = []
             gw.bridge.play_dtmf = lambda channel, digit: played.append((channel, digit))
             call, client = await bridged_echo_call(gw, SLIN)
-            assert gw.manager.calls[int(call)].asterisk_channel == "Local/s@cap-00000000;2"  # the channel of call-start
+            assert gw.manager.calls.live[int(call)].asterisk_channel == "Local/s@cap-00000000;2"  # the channel of call-start
             await client.send_audio(bytes(640))
             client.send_dtmf("7")  # Asterisk → Skype: echo123 sends it back → PlayDTMF on the channel
-            event = await rec.wait(lambda e: e.kind.value == "DTMF")
+            event = await rec.wait(lambda e: e.kind == "DTMF")
             assert (event.account, event.fields["Digit"]) == ("alice", "7")
             for _ in range(50):
                 if played:

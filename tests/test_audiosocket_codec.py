@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from doubles.audiosocket_client import captured_sessions
-from fastagi.audiosocket.codec import (
+from fastagi.audiosocket.protocol import (
     AudioSocketParser,
     Frame,
     Kind,

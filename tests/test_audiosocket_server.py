@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fastagi.audiosocket.server import AudioSocketConnection, AudioSocketServer
-from fastagi.media.port import FRAME_BYTES
+from fastagi.model.audio import FRAME_BYTES
 from doubles.audiosocket_client import SLIN, SLIN16, AsteriskAudioSocket, captured_sessions
 
 KNOWN = uuid.UUID("0c4e3a7e-6f1e-4a53-9a4e-6f5d2f0c9b11")

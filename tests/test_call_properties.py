@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import Recorder, running_gateway
-from fastagi.errors import SkypeError
-from fastagi.manager.calls import ENDED, TRANSITIONS, CallEvent, CallStatus
+from fastagi.model.errors import SkypeError
+from fastagi.model.calls import ENDED, TRANSITIONS, CallEvent, CallStatus
 from fastagi.network.embedded import Timing
 
 TINY = "ring_delay = 0.002\nanswer_delay = 0.004\n"
@@ -34,18 +34,18 @@ step = st.one_of(
 
 
 async def apply(gw, kind: str, account: str, arg) -> None:  # type: ignore[no-untyped-def]
-    m = gw.manager
+    m = gw.manager.calls
     if kind == "start":
-        await m.start_call(account, arg)
+        await m.start(account, arg)
         return
     if kind == "remote-call":
-        gw.network.incoming_from_user(arg, account)
+        gw.network.remote_call(arg, account)
         return
     if kind == "wait":
         await asyncio.sleep(arg)
         return
     index, target = arg if isinstance(arg, tuple) else (arg, None)
-    ids = sorted(c.id for c in m.live_calls(account))
+    ids = sorted(c.id for c in m.of(account))
     if not ids:
         return
     call_id = ids[index % len(ids)]
@@ -66,19 +66,19 @@ def check_invariants(gw, rec: Recorder) -> None:  # type: ignore[no-untyped-def]
     # every status change seen on the bus is a transition of the table
     last: dict[tuple[str, str], CallStatus] = {}
     for event in rec.events:
-        if event.kind.value != "CallStatus":
+        if event.kind != "CallStatus":
             continue
         key = (event.account, event.fields["CallID"])
         status = CallStatus(event.fields["Status"])
         before = last.get(key, CallStatus.UNPLACED)
         assert before == status or (before, status) in REACHABLE, (key, before, status)
         last[key] = status
-    for call in gw.manager.calls.values():
+    for call in gw.manager.calls.live.values():
         assert call.status not in ENDED, call
         for other in ("alice", "bob", "carl"):
             if other != call.account:
                 try:
-                    gw.manager.call(other, call.id)
+                    gw.manager.calls.get(other, call.id)
                 except SkypeError as exc:
                     assert exc.code == "unknown_call_error"
                 else:
@@ -98,19 +98,19 @@ def test_random_call_sequences_keep_the_invariants(steps) -> None:  # type: igno
                 except SkypeError:
                     pass  # refused requests are fine; the state must stay sound
                 check_invariants(gw, rec)
-            for call in list(gw.manager.calls.values()):  # end everything
+            for call in list(gw.manager.calls.live.values()):  # end everything
                 try:
-                    await gw.manager.hangup(call.account, call.id)
+                    await gw.manager.calls.hangup(call.account, call.id)
                 except SkypeError:
                     pass
             for _ in range(100):
-                if not gw.manager.calls and not gw.network._legs:
+                if not gw.manager.calls.live and not gw.network._legs:
                     break
                 await asyncio.sleep(0.01)
             check_invariants(gw, rec)
-            assert gw.manager.calls == {}, gw.manager.calls
+            assert gw.manager.calls.live == {}, gw.manager.calls.live
             assert gw.network._legs == {}, gw.network._legs  # no call object leaks
-            ended = {(e.account, e.fields["CallID"]) for e in rec.events if e.kind.value == "CallStatus" and CallStatus(e.fields["Status"]) in ENDED}
+            ended = {(e.account, e.fields["CallID"]) for e in rec.events if e.kind == "CallStatus" and CallStatus(e.fields["Status"]) in ENDED}
             assert {(r["account"], str(r["id"])) for r in gw.store.calls()} == ended
 
     with tempfile.TemporaryDirectory() as folder:

@@ -55,7 +55,7 @@ def test_call_to_each_remote_behaviour(tmp_path: Path, user: str, final: str) ->
         if final == "INPROGRESS":
             assert (await dial("alice", "call-hangup", call_id=call))["SKYPE_STATUS"] == "SUCCESS"
             assert rec.statuses("alice", call)[-1] == "FINISHED"
-        assert int(call) not in gw.manager.calls
+        assert int(call) not in gw.manager.calls.live
         history = gw.store.calls("alice")
         assert [(r["id"], r["partner"], r["status"]) for r in history] == [(int(call), user, rec.statuses("alice", call)[-1])]
 
@@ -87,14 +87,14 @@ async def test_unknown_user_and_calling_oneself(gw, dial, rec) -> None:  # type:
     assert (await dial("alice", "call-start", user_name="nobody1"))["SKYPE_ERROR"] == "unknown_user"
     own = await dial("alice", "call-start", user_name="alice")
     assert own["SKYPE_ERROR"] == "invalid-argument" and own["SKYPE_CALL_ID"] == ""
-    assert gw.manager.calls == {}
+    assert gw.manager.calls.live == {}
 
 
 # -- account to account -----------------------------------------------------------
 @scenario
 async def test_account_to_account_both_sides(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
     out = await start(dial, "alice", "bob")
-    ringing = await rec.wait(lambda e: e.account == "bob" and e.kind.value == "CallStatus" and e.fields["Status"] == "RINGING")
+    ringing = await rec.wait(lambda e: e.account == "bob" and e.kind == "CallStatus" and e.fields["Status"] == "RINGING")
     incoming = ringing.fields["CallID"]
     assert ringing.fields["Direction"] == "incoming" and ringing.fields["Partner"] == "alice"
     assert ringing.fields["PartnerName"] == "Alice Example"
@@ -102,7 +102,7 @@ async def test_account_to_account_both_sides(gw, dial, rec) -> None:  # type: ig
     assert rec.statuses("alice", out) == ["ROUTING", "RINGING"]
 
     async def both(a: str, b: str) -> None:
-        assert gw.manager.calls[int(out)].status.value == a and gw.manager.calls[int(incoming)].status.value == b
+        assert gw.manager.calls.live[int(out)].status.value == a and gw.manager.calls.live[int(incoming)].status.value == b
 
     assert (await dial("bob", "call-answer", call_id=incoming))["SKYPE_STATUS"] == "SUCCESS"
     await both("INPROGRESS", "INPROGRESS")
@@ -116,12 +116,12 @@ async def test_account_to_account_both_sides(gw, dial, rec) -> None:  # type: ig
     await dial("bob", "call-resume", call_id=incoming)
     await both("INPROGRESS", "INPROGRESS")
     assert (await dial("alice", "call-dtmf", call_id=out, code="12%23"))["SKYPE_STATUS"] == "SUCCESS"
-    dtmf = await rec.wait(lambda e: e.kind.value == "DTMF")
+    dtmf = await rec.wait(lambda e: e.kind == "DTMF")
     assert (dtmf.account, dtmf.fields["CallID"], dtmf.fields["Digit"], dtmf.fields["Partner"]) == ("bob", incoming, "12#", "alice")
     assert (await dial("bob", "call-hangup", call_id=incoming))["SKYPE_STATUS"] == "SUCCESS"
     await rec.status("alice", out, "FINISHED")
     assert rec.statuses("bob", incoming) == ["RINGING", "INPROGRESS", "REMOTEHOLD", "ONHOLD", "LOCALHOLD", "INPROGRESS", "FINISHED"]
-    assert gw.manager.calls == {}
+    assert gw.manager.calls.live == {}
     assert {(r["account"], r["status"], r["direction"]) for r in gw.store.calls()} == {
         ("alice", "FINISHED", "outgoing"), ("bob", "FINISHED", "incoming")}
 
@@ -140,7 +140,7 @@ async def test_refuse_cancel_and_missed_between_accounts(gw, dial, rec) -> None:
     await rec.status("bob", incoming, "MISSED")
     out = await start(dial, "alice", "bob")
     await rec.status("alice", out, "MISSED", timeout=2)  # nobody answers within ring_timeout
-    assert gw.manager.calls == {}
+    assert gw.manager.calls.live == {}
 
 
 @scenario
@@ -187,7 +187,7 @@ async def test_dtmf_to_echo_comes_back_as_event(gw, dial, rec) -> None:  # type:
     call = await start(dial, "alice", "echo123")
     await rec.status("alice", call, "INPROGRESS")
     assert (await dial("alice", "call-dtmf", call_id=call, code="*9"))["SKYPE_STATUS"] == "SUCCESS"
-    event = await rec.wait(lambda e: e.kind.value == "DTMF")
+    event = await rec.wait(lambda e: e.kind == "DTMF")
     assert (event.account, event.fields["Digit"], event.fields["Partner"]) == ("alice", "*9", "echo123")
 
 
@@ -201,27 +201,27 @@ async def test_call_vm_between_accounts(gw, dial, rec) -> None:  # type: ignore[
     await dial("bob", "call-hangup", call_id=out)
     await rec.status("bob", out, "VM_SENT")
     await rec.status("alice", incoming, "VM_SENT")
-    voicemail = await rec.wait(lambda e: e.kind.value == "Voicemail")
+    voicemail = await rec.wait(lambda e: e.kind == "Voicemail")
     assert (voicemail.account, voicemail.fields["Partner"]) == ("alice", "bob")
     assert rec.statuses("alice", incoming) == ["RINGING", "VM_BUFFERING_GREETING", "VM_PLAYING_GREETING", "VM_RECORDING", "VM_UPLOADING", "VM_SENT"]
 
 
 @scenario
 async def test_call_vm_from_remote_user_and_disabled_voicemail(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
-    incoming = gw.network.incoming_from_user("answerer", "alice")
+    incoming = gw.network.remote_call("answerer", "alice")
     assert (await dial("alice", "call-vm", call_id=str(incoming)))["SKYPE_STATUS"] == "SUCCESS"
     await rec.status("alice", incoming, "VM_SENT")
-    to_carl = gw.network.incoming_from_user("answerer", "carl")
+    to_carl = gw.network.remote_call("answerer", "carl")
     disabled = await dial("carl", "call-vm", call_id=str(to_carl))
     assert disabled["SKYPE_ERROR"] == "invalid_call_status" and "voicemail" in disabled["SKYPE_ERROR_TEXT"]
     assert (await dial("carl", "call-answer", call_id=str(to_carl)))["SKYPE_STATUS"] == "SUCCESS"
-    assert gw.manager.calls[to_carl].status.value == "INPROGRESS"
+    assert gw.manager.calls.live[to_carl].status.value == "INPROGRESS"
 
 
 # -- transfer ------------------------------------------------------------------------
 @scenario
 async def test_transfer_errors_and_success(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
-    incoming = gw.network.incoming_from_user("answerer", "alice")
+    incoming = gw.network.remote_call("answerer", "alice")
     await dial("alice", "call-answer", call_id=str(incoming))
     for target, reason in [("away1", "offline"), ("nobody1", "no Skype user"), ("answerer", "already")]:
         result = await dial("alice", "call-transfer", call_id=str(incoming), user_name=target)
@@ -244,7 +244,7 @@ async def test_transfer_between_accounts_moves_the_far_party(gw, dial, rec) -> N
     await rec.status("bob", out, "TRANSFERRED")
     new = await rec.wait(lambda e: e.account == "carl" and e.fields.get("Status") == "RINGING")
     assert new.fields["Partner"] == "bob"
-    assert [c.partner for c in gw.manager.live_calls("bob")] == ["carl"]
+    assert [c.partner for c in gw.manager.calls.of("bob")] == ["carl"]
 
 
 # -- conference, lookups ---------------------------------------------------------------
@@ -262,7 +262,7 @@ async def test_conference_and_calls_list(gw, dial, rec) -> None:  # type: ignore
     assert listed["SKYPE_CALLS_COUNT"] == "2"
     assert (listed["SKYPE_CALLS_1"], listed["SKYPE_CALLS_1_ID"], listed["SKYPE_CALLS_1_STATUS"]) == ("echo123", first, "INPROGRESS")
     assert (listed["SKYPE_CALLS_2"], listed["SKYPE_CALLS_2_ID"], listed["SKYPE_CALLS_2_STATUS"]) == ("answerer", second, "INPROGRESS")
-    conference_ids = {e.fields["ConferenceID"] for e in rec.events if e.kind.value == "CallStatus" and e.fields["CallID"] == second}
+    conference_ids = {e.fields["ConferenceID"] for e in rec.events if e.kind == "CallStatus" and e.fields["CallID"] == second}
     assert conference_ids == {first}
     assert (await dial("alice", "get-call-id", user_name="answerer"))["SKYPE_CALL_ID"] == second
     await dial("alice", "call-hangup", call_id=first)
@@ -273,13 +273,13 @@ async def test_conference_and_calls_list(gw, dial, rec) -> None:  # type: ignore
 
 @scenario
 async def test_incoming_ring_timeout_applies_the_account_policy(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
-    missed = gw.network.incoming_from_user("answerer", "alice")
+    missed = gw.network.remote_call("answerer", "alice")
     await rec.status("alice", missed, "MISSED", timeout=2)
-    gw.manager.accounts["alice"].unanswered = "voicemail"
-    to_vm = gw.network.incoming_from_user("answerer", "alice")
+    gw.manager.accounts.get("alice").unanswered = "voicemail"
+    to_vm = gw.network.remote_call("answerer", "alice")
     await rec.status("alice", to_vm, "VM_SENT", timeout=3)
-    unhandled = gw.network.incoming_from_user("answerer", "bob")
-    gw.manager.incoming_unhandled("bob", unhandled)  # the originate failed: no need to wait
+    unhandled = gw.network.remote_call("answerer", "bob")
+    gw.manager.calls.incoming_unhandled("bob", unhandled)  # the originate failed: no need to wait
     assert rec.statuses("bob", unhandled) == ["RINGING", "MISSED"]
 
 
@@ -291,12 +291,12 @@ def test_200_simultaneous_calls_on_one_account(tmp_path: Path) -> None:
             ids = await asyncio.gather(*(start(dial, "alice", "echo123") for _ in range(200)))
             assert len(set(ids)) == 200
             await asyncio.gather(*(rec.status("alice", i, "INPROGRESS") for i in ids))
-            assert len(gw.manager.live_calls("alice")) == 200
+            assert len(gw.manager.calls.of("alice")) == 200
             listed = await dial("alice", "calls-list")
             assert listed["SKYPE_CALLS_COUNT"] == "200"
             results = await asyncio.gather(*(dial("alice", "call-hangup", call_id=i) for i in ids))
             assert all(r["SKYPE_STATUS"] == "SUCCESS" for r in results)
-            assert gw.manager.calls == {}
+            assert gw.manager.calls.live == {}
             history = gw.store.calls("alice")
             assert len(history) == 200 and {r["status"] for r in history} == {"FINISHED"}
     run(body())

@@ -20,9 +20,9 @@ from conftest import ACCOUNTS, USERS, Recorder, run, running_gateway
 from fastagi.actions import ACTIONS
 from fastagi.app import Gateway
 from fastagi.cli import build_parser, main
-from fastagi.control import ControlServer, ControlSocketInUse
+from fastagi.control.server import ControlServer, ControlSocketInUse
 from fastagi.control.server import EVENT_HISTORY, FOLLOW_BACKLOG
-from fastagi.manager.events import Event, EventKind
+from fastagi.model.events import BalanceChanged
 from fastagi.control.protocol import LineDecoder, ProtocolError, encode
 
 ROOT = Path(__file__).parents[1]
@@ -235,12 +235,12 @@ def test_stale_socket_is_replaced_a_live_one_is_not(tmp_path: Path) -> None:
             stale = socket.socket(socket.AF_UNIX)
             stale.bind(str(path))  # a server that died: the file stays, nothing answers
             stale.close()
-            server = ControlServer(gateway, path)
+            server = ControlServer(path, gateway.control.admin)
             await server.start()
             try:
                 assert (await cli(server, "show", "accounts"))[0] == 0
                 with pytest.raises(ControlSocketInUse, match="another server answers"):
-                    await ControlServer(gateway, path).start()
+                    await ControlServer(path, gateway.control.admin).start()
                 assert (await cli(server, "show", "accounts"))[0] == 0  # the first one still has its socket
             finally:
                 await server.stop()
@@ -254,7 +254,7 @@ def test_a_file_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:
             path = tmp_path / "notes"
             path.write_text("notes")
             with pytest.raises(ControlSocketInUse, match="is not a socket"):
-                await ControlServer(gateway, path).start()
+                await ControlServer(path, gateway.control.admin).start()
             assert path.read_text() == "notes"
     run(body())
 
@@ -305,7 +305,7 @@ def test_a_follower_that_falls_too_far_behind_is_told_and_closed(tmp_path: Path)
             assert json.loads(await reader.readline())["ok"] is True
             await until(lambda: server.followers == 1)
             for number in range(FOLLOW_BACKLOG + 5):  # at once: the follower cannot send any before the last
-                gateway.bus.publish(Event(EventKind.BALANCE, "alice", {"Balance": str(number), "Currency": "EUR"}))
+                gateway.bus.publish(BalanceChanged("alice", number, "EUR"))
             lines = (await asyncio.wait_for(reader.read(), 10)).decode().splitlines()
             assert [json.loads(line)["event"]["fields"]["Balance"] for line in lines[:-1]] == [str(n) for n in range(FOLLOW_BACKLOG)]
             assert json.loads(lines[-1]) == {"ok": False, "error": f"stream ended: the client fell {FOLLOW_BACKLOG} events behind"}

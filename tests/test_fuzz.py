@@ -39,7 +39,7 @@ from fastagi.agi.protocol import (
     parse_reply,
     set_variable,
 )
-from fastagi.ami.framing import (
+from fastagi.ami.protocol import (
     MAX_HEADERS,
     MAX_LINE,
     AmiParser,
@@ -49,11 +49,11 @@ from fastagi.ami.framing import (
     unescape_value,
     value_budget,
 )
-from fastagi.audiosocket import codec
-from fastagi.audiosocket.codec import AUDIO_RATES, HEADER, AudioSocketParser, Frame, Kind, ProtocolError
+from fastagi.audiosocket import protocol as codec
+from fastagi.audiosocket.protocol import AUDIO_RATES, HEADER, AudioSocketParser, Frame, Kind, ProtocolError
 from fastagi.media import wav
 from fastagi.media.errors import MediaFileError
-from fastagi.media.port import ENGINE_RATE
+from fastagi.model.audio import ENGINE_RATE
 from fastagi.media.wav import WavFormat, WavHeader, decode_wav, parse_wav_header, repair_wav_header, wav_header
 from doubles.asterisk_agi import parse_args
 

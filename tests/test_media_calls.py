@@ -49,7 +49,7 @@ def dominant(samples: np.ndarray, rate: int) -> float:
 
 async def answered_call(gw, dial: Dialplan, rec: Recorder, caller: str, callee: str) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
     out = (await dial(caller, "call-start", user_name=callee))["SKYPE_CALL_ID"]
-    if callee not in gw.manager.accounts:
+    if callee not in gw.manager.accounts.names():
         await rec.status(caller, out, "INPROGRESS")
         return out, None
     incoming = (await rec.wait(lambda e: e.account == callee and e.fields.get("Status") == "RINGING"

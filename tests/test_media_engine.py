@@ -12,8 +12,8 @@ import pytest
 
 from fastagi.media.engine import LATE_AFTER, MediaEngine, Pacer, mix_minus
 from fastagi.media.errors import MediaFileError
-from fastagi.media.port import ENGINE_RATE, FRAME_BYTES, FRAME_SAMPLES, SILENCE
-from fastagi.media.ports import EchoPort, LocalPort, PlaybackPort, SilentPort
+from fastagi.model.audio import ENGINE_RATE, FRAME_BYTES, FRAME_SAMPLES, SILENCE, EchoPort, SilentPort
+from fastagi.media.ports import LocalPort, PlaybackPort
 from fastagi.media.wav import WavPlayer, WavRecorder
 
 

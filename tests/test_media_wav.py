@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from fastagi.media import wav as wav_module
 from fastagi.media.errors import MediaFileError
-from fastagi.media.port import ENGINE_RATE, FRAME_SAMPLES, SILENCE
+from fastagi.model.audio import ENGINE_RATE, FRAME_SAMPLES, SILENCE
 from fastagi.media.wav import (
     WavPlayer,
     WavRecorder,

@@ -17,24 +17,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ACCOUNTS, USERS, Recorder, run, running_gateway
 from doubles.asterisk_agi import FakeAsterisk, environment
-from fastagi.ami.listener import AmiListener, AmiSettings
 from fastagi.app import Gateway
-from fastagi.metrics import MetricsServer, start_metrics
+from fastagi.metrics import MetricsServer
 
 NORA = "\n[nora]\ntype = user\nbehaviour = noanswer\nring_delay = 0.01\n"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @asynccontextmanager
-async def metered(tmp_path: Path, body: str = ACCOUNTS + USERS) -> AsyncIterator[tuple[Gateway, MetricsServer]]:
-    async with running_gateway(tmp_path, body) as gateway:
-        gateway.config.general.values["metrics"] = ("127.0.0.1", 0)  # the file's syntax wants a fixed port
-        server = start_metrics(gateway)
-        assert server is not None
-        try:
-            yield gateway, server
-        finally:
-            server.stop()
+async def metered(tmp_path: Path, body: str = ACCOUNTS + USERS, general: str = "") -> AsyncIterator[tuple[Gateway, MetricsServer]]:
+    async with running_gateway(tmp_path, body, general=f"metrics = 127.0.0.1:0\n{general}") as gateway:
+        assert gateway.metrics is not None
+        yield gateway, gateway.metrics
 
 
 async def scrape(server: MetricsServer) -> Samples:
@@ -57,7 +51,7 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 def test_metrics_are_off_unless_configured(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path) as gateway:
-            assert start_metrics(gateway) is None
+            assert gateway.metrics is None and gateway.action_metrics is None
     run(body())
 
 
@@ -134,19 +128,14 @@ def test_ami_state_queue_and_drops_while_asterisk_is_unreachable(tmp_path: Path)
     async def body() -> None:
         with socket.socket() as closed:  # bound, never listening: connections are refused
             closed.bind(("127.0.0.1", 0))
-            settings = AmiSettings("127.0.0.1", closed.getsockname()[1], "skype", "s3cret", queue_size=2, reconnect_min=5.0)
-            async with metered(tmp_path) as (gateway, server):
-                gateway.ami = AmiListener(settings, gateway.bus, lambda account, call: None)
-                await gateway.ami.start()
-                try:
-                    for flag in ("true", "false", "true", "false", "true"):  # one BuddyStatus event each
-                        await gateway.dispatcher.run("user-set-block", {"account": "alice", "user-name": "carol", "status": flag})
-                    samples = await scrape(server)
-                finally:
-                    await gateway.ami.stop()
+            ami = f"[ami]\nenabled = yes\nport = {closed.getsockname()[1]}\nusername = skype\nsecret = s3cret\nqueue_size = 2\n"
+            async with metered(tmp_path, ACCOUNTS + USERS + ami) as (gateway, server):
+                for flag in ("true", "false", "true", "false", "true"):  # one BuddyStatus event each
+                    await gateway.dispatcher.run("user-set-block", {"account": "alice", "user-name": "carol", "status": flag})
+                samples = await scrape(server)
         assert value(samples, "skype_fastagi_ami_connected") == 0.0
-        assert value(samples, "skype_fastagi_ami_queue_depth") == 2.0
-        assert value(samples, "skype_fastagi_ami_dropped_total") == 3.0
+        assert value(samples, "skype_fastagi_ami_queue_depth") == 2.0  # the first two BuddyStatus events
+        assert value(samples, "skype_fastagi_ami_dropped_total") == 3.0 + 2.0  # three more, and the two ONLINE events
         assert value(samples, "skype_fastagi_ami_delivered_total") == 0.0
     run(body())
 
@@ -162,7 +151,6 @@ def test_each_gateway_has_its_own_registry_and_stop_closes_the_port(tmp_path: Pa
             assert value(ours, "skype_fastagi_actions_total", **labels) == 1.0
             assert value(theirs, "skype_fastagi_actions_total", **labels) is None
             port = first_server.port
-        assert first.dispatcher.observers == []
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     run(body())

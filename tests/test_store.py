@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fastagi.manager.store import Store
+from fastagi.model.profiles import Contact
 
 
 @pytest.mark.parametrize("sync, level", [("normal", 1), ("full", 2)])
@@ -36,11 +37,9 @@ def test_balance_in_memory_equals_the_table_across_charges_and_restarts(tmp_path
 def test_remembered_contacts_and_open_chats_follow_every_change(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = Store(path)
-    assert store.contact("alice", "bob") == {"buddy": 0, "authorized": 0, "blocked": 0}
-    store.set_contact("alice", "bob", blocked=1)
-    assert store.contact("alice", "bob")["blocked"] == 1
-    store.contact("alice", "bob")["blocked"] = 0  # a caller changing its copy changes nothing stored
-    assert store.contact("alice", "bob")["blocked"] == 1
+    assert store.contact("alice", "bob") == Contact(buddy=0, authorized=False, blocked=False)
+    assert store.set_contact("alice", "bob", blocked=True) == Contact(blocked=True)
+    assert store.contact("alice", "bob") == Contact(blocked=True)
 
     assert store.open_chat("alice", "bob") is None
     store.add_message("alice", "#alice/$bob;1", "bob", "alice", "hi", "outgoing")
@@ -52,4 +51,4 @@ def test_remembered_contacts_and_open_chats_follow_every_change(tmp_path: Path) 
     store.close()
     reopened = Store(path)
     assert reopened.open_chat("alice", "bob") == "#alice/$bob;2"
-    assert reopened.contact("alice", "bob")["blocked"] == 1
+    assert reopened.contact("alice", "bob") == Contact(blocked=True)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..manager.accounts import AccountManager
+from ..media.callmedia import CallMedia
 from ..media.paths import resolve_media_path
 
 
@@ -21,10 +21,10 @@ class MediaSettings:
         return resolve_media_path(name, self.media_dir, self.allowed_dirs, must_exist=must_exist)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ActionContext:
     manager: AccountManager
+    call_media: CallMedia
+    media: MediaSettings
     account: str  # "" for actions that use no account
-    media: MediaSettings = field(default_factory=MediaSettings)
-    services: dict[str, Any] = field(default_factory=dict)
     channel: str = ""  # the Asterisk channel that ran the action (agi_channel), if any

@@ -1,28 +1,24 @@
-"""One AGI session = one action: route, validate, resolve the account, run, reply.
+"""Running an action: route, validate, resolve the account, check its network, run, report.
 
 `Dispatcher.execute` runs an action from its name and raw `name=value` arguments and
-never raises; the AGI session (`__call__`) and the admin control socket (`run`) both
-go through it, so an action behaves and fails the same way whoever asks. All result
-variables are set in one batch at the end (pipelined with a half-close, the only
-pipelining Asterisk handles), and each run is logged in one line.
+never raises; the FastAGI adapter (`fastagi.agi.actions`) and the admin control socket
+(`run`) both go through it, so an action behaves and fails the same way whoever asks.
+Each run is logged in one line (`finished`) and counted by the observers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
-from .. import errors
-from ..agi.protocol import get_variable, set_variable
-from ..agi.session import AgiSession, SessionClosed
-from ..errors import SkypeError
 from ..manager.accounts import AccountManager
+from ..media.callmedia import CallMedia
+from ..model import errors
+from ..model.errors import SkypeError
 from .context import ActionContext, MediaSettings
 from .registry import ACTIONS, Action, ListResult, Row, variable
-from .request import action_name, parse_arguments
 
 log = logging.getLogger("fastagi.session")
 
@@ -43,6 +39,10 @@ PEER_LEFT = Lost("DISCONNECTED", "not run", "the peer closed the connection")
 CUT_OFF = Lost("CUT_OFF", "not finished", "cut off by session_timeout or by the server stopping")
 
 ChannelAccount = Callable[[], Awaitable[str | None]]
+
+
+class CallerGone(Exception):
+    """The caller of an action went away (its connection closed) before it could be answered."""
 
 
 @dataclass
@@ -75,43 +75,22 @@ class Dispatcher:
     def __init__(
         self,
         manager: AccountManager,
+        call_media: CallMedia,
         prefix: str = "SKYPE_",
         media: MediaSettings | None = None,
-        services: dict[str, Any] | None = None,
+        observers: tuple[Observer, ...] = (),
     ) -> None:
         self.manager = manager
+        self.call_media = call_media
         self.prefix = prefix
         self.media = media or MediaSettings()
-        self.services = services if services is not None else {}
-        self.observers: list[Observer] = []
-
-    async def __call__(self, session: AgiSession) -> None:
-        started = time.monotonic()
-        env = session.environment
-        name = action_name(env)
-        raw: dict[str, str] = {}
-        outcome: Outcome | None = None  # None: the session ended before the action had run
-        try:
-            try:
-                if name in ACTIONS:  # an unknown name is reported as such, whatever its arguments
-                    raw = parse_arguments(env)
-                outcome = await self.execute(name, raw, lambda: self._channel_account(session), env.get("agi_channel"))
-            except SkypeError as exc:  # arguments that cannot be read
-                outcome = Outcome(ACTIONS[name], error=exc)
-            await session.finish(await self._result_commands(session, outcome))
-        except SessionClosed:
-            self._finished(session.caller, "agi", name, raw, outcome, started, PEER_LEFT)
-            raise
-        except asyncio.CancelledError:
-            self._finished(session.caller, "agi", name, raw, outcome, started, CUT_OFF)
-            raise
-        self._finished(session.caller, "agi", name, raw, outcome, started)
+        self._observers = observers
 
     async def run(self, name: str, raw: dict[str, str]) -> Outcome:
         """Run an action for the admin control socket: no channel, so no SKYPE_ACCOUNT fallback."""
         started = time.monotonic()
         outcome = await self.execute(name, raw)
-        self._finished("control", "control", name, raw, outcome, started)
+        self.finished("control", "control", name, raw, outcome, started)
         return outcome
 
     async def execute(
@@ -120,7 +99,7 @@ class Dispatcher:
         """Run action `name` with its raw arguments; every failure ends up in the outcome.
 
         `channel_account` reads the account variable of the calling channel, where there is
-        one; `channel` is that channel's name.
+        one; `channel` is that channel's name. `CallerGone` is raised: there is nobody to answer.
         """
         outcome = Outcome(ACTIONS.get(name))
         try:
@@ -129,8 +108,8 @@ class Dispatcher:
             await self._run(outcome.action, raw, outcome, channel_account, channel)
         except SkypeError as exc:
             outcome.error = exc
-        except SessionClosed:
-            raise  # the caller is gone: nobody to answer
+        except CallerGone:
+            raise
         except Exception as exc:  # noqa: BLE001 - the caller must always get an answer
             log.exception("action %s failed", _plain(name))
             outcome.error = SkypeError(errors.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
@@ -147,7 +126,9 @@ class Dispatcher:
         account = ""
         if action.uses_account:
             account = await self._account(raw.get("account"), channel_account)
-        context = ActionContext(self.manager, account, self.media, self.services, channel)
+            if action.needs is not None:
+                self.manager.require(account, action.needs)
+        context = ActionContext(self.manager, self.call_media, self.media, account, channel)
         result = await action.handler(context, **values)
         if isinstance(result, list):
             outcome.rows = result
@@ -156,33 +137,20 @@ class Dispatcher:
 
     async def _account(self, given: str | None, channel_account: ChannelAccount | None) -> str:
         """The `account` argument, else the SKYPE_ACCOUNT channel variable, else the only account."""
+        accounts = self.manager.accounts
         if given is not None:
             if not given:
                 raise SkypeError(errors.INVALID_ARGUMENT, "account: must not be empty")
-            self.manager.account(given)
-            return given
+            return accounts.get(given).name
         from_channel = await channel_account() if channel_account is not None else None
         if from_channel:
-            self.manager.account(from_channel)
-            return from_channel
-        names = self.manager.names()
+            return accounts.get(from_channel).name
+        names = accounts.names()
         if len(names) == 1:
             return names[0]
         raise SkypeError(errors.INVALID_ARGUMENT, f"no account given and {len(names)} are registered: add account=NAME or set {variable(self.prefix, 'account')}")
 
-    async def _channel_account(self, session: AgiSession) -> str | None:
-        reply = await session.command(get_variable(variable(self.prefix, "account")))
-        return reply.data if reply.ok and reply.result == "1" and reply.data else None
-
-    async def _result_commands(self, session: AgiSession, outcome: Outcome) -> list[str]:
-        stale = 0
-        action = outcome.action
-        if action is not None and action.returns_list is not None:  # how long the channel's earlier list was
-            reply = await session.command(get_variable(variable(self.prefix, f"{action.returns_list.name}_count")))
-            stale = int(reply.data) if reply.ok and reply.data and reply.data.isdigit() else 0
-        return [set_variable(variable(self.prefix, name), value) for name, value in result_pairs(outcome, stale)]
-
-    def _finished(
+    def finished(
         self, who: str, via: str, name: str, raw: dict[str, str], outcome: Outcome | None, started: float,
         lost: Lost | None = None,
     ) -> None:
@@ -204,7 +172,7 @@ class Dispatcher:
         shown = " ".join(f"{_plain(k)}={_shorten(v)}" for k, v in raw.items())
         log.info("%s action=%s %s -> %s (%.1f ms)", who, _plain(name) or "-", shown or "(no arguments)", status, seconds * 1000)
         finished = Finished(label, result, seconds, via)
-        for observer in list(self.observers):
+        for observer in self._observers:
             try:
                 observer(finished)
             except Exception:  # noqa: BLE001 - an observer's bug must not break sessions

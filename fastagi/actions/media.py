@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from .. import errors
-from ..errors import SkypeError
 from ..media.wav import WavPlayer, load_wav
+from ..model import errors
+from ..model.capabilities import Feature
+from ..model.errors import SkypeError
 from .context import ActionContext
 from .registry import Argument, action, call_id, file_name
 
@@ -15,23 +16,23 @@ CALL = Argument("call-id", "the call", call_id)
 
 @action("call-set-input-file", "Play a WAV to the remote user instead of the voice channel (from its start; then silence).",
         arguments=(CALL, Argument("file-name", "the WAV: relative to media_dir, or absolute inside a media folder", file_name)),
-        errors=(errors.UNKNOWN_CALL, errors.FILE_MISSING))
+        errors=(errors.UNKNOWN_CALL, errors.FILE_MISSING), needs=Feature.CALLS)
 async def call_set_input_file(ctx: ActionContext, call_id: int, file_name: str) -> None:
-    ctx.manager.call(ctx.account, call_id)
+    ctx.manager.calls.get(ctx.account, call_id)
     path = ctx.media.resolve(file_name, must_exist=True)
     samples = await asyncio.to_thread(load_wav, path)  # decoding and resampling a long file must not stall the clock
-    ctx.manager.call(ctx.account, call_id)  # it may have ended meanwhile
-    ctx.services["media"].port(ctx.account, call_id).set_source(WavPlayer(samples))
+    ctx.manager.calls.get(ctx.account, call_id)  # it may have ended meanwhile
+    ctx.call_media.port(ctx.account, call_id).set_source(WavPlayer(samples))
 
 
 @action("call-set-output-file", "Record the remote user's voice into a new WAV until the call ends (never overwrites).",
         arguments=(CALL, Argument("file-name", "the new WAV: relative to media_dir, or absolute inside a media folder", file_name)),
-        errors=(errors.UNKNOWN_CALL, errors.FILE_EXISTS))
+        errors=(errors.UNKNOWN_CALL, errors.FILE_EXISTS), needs=Feature.CALLS)
 async def call_set_output_file(ctx: ActionContext, call_id: int, file_name: str) -> None:
-    ctx.manager.call(ctx.account, call_id)
+    ctx.manager.calls.get(ctx.account, call_id)
     path = ctx.media.resolve(file_name, must_exist=False)
     try:
-        ctx.services["media"].record(ctx.account, call_id, path, ctx.media.record_rate)
+        ctx.call_media.record(ctx.account, call_id, path, ctx.media.record_rate)
     except FileExistsError:
         raise SkypeError(errors.FILE_EXISTS, f"{file_name} already exists (recordings never overwrite)") from None
     except OSError as exc:

@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from .. import errors
-from ..errors import SkypeError
+from ..model import errors
+from ..model.capabilities import Feature
+from ..model.errors import SkypeError
+from ..model.profiles import SKYPE_NAME
 
 # -- validators: text in, value out, ValueError with a reason ---------------------
-_HANDLE = re.compile(r"^[A-Za-z][A-Za-z0-9._,:-]{1,63}$")
 _DTMF = re.compile(r"^[0-9*#]{1,32}$")
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 
@@ -29,7 +30,7 @@ def text(value: str) -> str:
 
 
 def skype_name(value: str) -> str:
-    if not _HANDLE.match(value):
+    if not SKYPE_NAME.match(value):
         raise ValueError("is not a Skype name (a letter, then letters, digits or . , - _ :)")
     return value
 
@@ -106,12 +107,16 @@ class Action:
     returns_list: ListResult | None = None
     errors: tuple[str, ...] = ()
     uses_account: bool = True
+    needs: Feature | None = None
+    """What the account's network must offer; without it the action is `not_supported`."""
 
     def all_errors(self) -> tuple[str, ...]:
         """Every code this action can answer with, its own and the common ones."""
         common = [errors.INVALID_ARGUMENT]
         if self.uses_account:
             common.append(errors.UNKNOWN_ACCOUNT)
+        if self.needs is not None:
+            common.append(errors.NOT_SUPPORTED)
         return tuple(dict.fromkeys([*common, *self.errors, errors.INTERNAL_ERROR]))
 
     def accepted_names(self) -> tuple[str, ...]:
@@ -149,13 +154,14 @@ def action(
     returns_list: ListResult | None = None,
     errors: tuple[str, ...] = (),
     uses_account: bool = True,
+    needs: Feature | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare an action; the decorated coroutine is its handler."""
 
     def register(handler: Handler) -> Handler:
         if name in ACTIONS:
             raise ValueError(f"action {name} declared twice")
-        ACTIONS[name] = Action(name, doc, handler, arguments, returns, returns_list, errors, uses_account)
+        ACTIONS[name] = Action(name, doc, handler, arguments, returns, returns_list, errors, uses_account, needs)
         return handler
 
     return register

@@ -16,20 +16,21 @@ import socket
 import stat
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
+from ..actions.dispatch import Dispatcher
 from ..actions.registry import variable
-from ..errors import SkypeError
-from ..manager.events import Event
+from ..model.errors import SkypeError
+from ..model.events import Event, EventBus
+from ..network.driver import ScriptedUsers
+from ..status import GatewayStatus
 from . import views
 from .protocol import (
     READ_CHUNK, LineDecoder, Message, ProtocolError, RemoteCall, Request, RunAction, Show, action_reply, encode, error_reply,
     event_message, parse_request,
 )
-
-if TYPE_CHECKING:
-    from ..app import Gateway
 
 log = logging.getLogger("fastagi.control")
 
@@ -43,9 +44,19 @@ class ControlSocketInUse(OSError):
     """Another server answers on the control socket, or its path is not ours to take."""
 
 
+@dataclass(frozen=True)
+class Admin:
+    """What the control socket may see and do: read the status, follow events, run actions, drive scripted users."""
+
+    status: GatewayStatus
+    dispatcher: Dispatcher
+    bus: EventBus
+    scripted: ScriptedUsers | None
+
+
 class ControlServer:
-    def __init__(self, gateway: Gateway, path: Path) -> None:
-        self.gateway = gateway
+    def __init__(self, path: Path, admin: Admin) -> None:
+        self.admin = admin
         self.path = path
         self.history: deque[tuple[float, Event]] = deque(maxlen=EVENT_HISTORY)  # formatted only when shown
         self._followers: set[asyncio.Queue[Message]] = set()
@@ -62,7 +73,7 @@ class ControlServer:
     async def start(self) -> None:
         sock = bind_owner_only(self.path)
         self._inode = os.stat(self.path).st_ino
-        self._unsubscribe = self.gateway.bus.subscribe(self._on_event)
+        self._unsubscribe = self.admin.bus.subscribe(self._on_event)
         self._server = await asyncio.start_unix_server(self._accept, sock=sock)
         log.info("control socket %s ready", self.path)
 
@@ -143,22 +154,24 @@ class ControlServer:
 
     async def _reply(self, request: Request) -> Message:
         if isinstance(request, RunAction):
-            dispatcher = self.gateway.dispatcher
+            dispatcher = self.admin.dispatcher
             outcome = await dispatcher.run(request.name, request.arguments)
             return action_reply(outcome.result, outcome.error.text if outcome.error else "", dispatcher.variables(outcome))
         if isinstance(request, RemoteCall):
             return self._remote_call(request)
         if request.what == "events":
             return views.events(views.event_record(event, when) for when, event in self.history).to_message()
-        return TABLES[request.what](self.gateway).to_message()
+        return TABLES[request.what](self.admin.status).to_message()
 
     def _remote_call(self, request: RemoteCall) -> Message:
+        if self.admin.scripted is None:
+            return error_reply("no network here has scripted users")
         try:
-            call_id = self.gateway.network.incoming_from_user(request.user, request.account)
+            call_id = self.admin.scripted.remote_call(request.user, request.account)
         except SkypeError as exc:
             return action_reply(exc.code, exc.text, {})
         log.info("admin: %s calls %s (call %d)", request.user, request.account, call_id)
-        return action_reply("SUCCESS", "", {variable(self.gateway.dispatcher.prefix, "call-id"): str(call_id)})
+        return action_reply("SUCCESS", "", {variable(self.admin.dispatcher.prefix, "call-id"): str(call_id)})
 
     async def _follow(self, stream: asyncio.Queue[Message], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send `stream` until the client closes, the server stops, or the client lags."""
@@ -233,10 +246,3 @@ def _remove_stale(path: Path) -> None:
     finally:
         probe.close()
     raise ControlSocketInUse(f"another server answers on control socket {path}")
-
-
-async def start_control(gateway: Gateway) -> ControlServer:
-    """Open the control socket of `gateway` at `[general] control_socket`."""
-    server = ControlServer(gateway, Path(gateway.config.general.control_socket))
-    await server.start()
-    return server

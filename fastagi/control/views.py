@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
-from ..manager.events import Event
+from ..ami import userevents
+from ..model.events import Event
+from ..status import GatewayStatus
 from .protocol import Table
-
-if TYPE_CHECKING:
-    from ..app import Gateway
 
 
 def timestamp(when: float) -> str:
@@ -18,39 +17,30 @@ def timestamp(when: float) -> str:
     return datetime.fromtimestamp(when).astimezone().isoformat(timespec="milliseconds")
 
 
-def accounts(gateway: Gateway) -> Table:
-    manager = gateway.manager
-    rows = []
-    for name in manager.names():
-        account = manager.accounts[name]
-        balance, currency = manager.balance(name)
-        rows.append((name, account.status, account.profile.fullname, balance, currency,
-                     len(manager.live_calls(name)), account.auth_policy))
+def accounts(status: GatewayStatus) -> Table:
+    rows = [(a.name, a.status, a.fullname, a.balance, a.currency, a.calls, a.auth_policy) for a in status.accounts()]
     return Table(("account", "status", "fullname", "balance", "currency", "calls", "auth_policy"), rows)
 
 
-def calls(gateway: Gateway) -> Table:
+def calls(status: GatewayStatus) -> Table:
     rows = [
         (c.id, c.account, c.partner, c.partner_name, c.direction, c.status.value, int(c.duration), c.conference_id, c.uuid)
-        for c in sorted(gateway.manager.calls.values(), key=lambda c: c.id)
+        for c in status.calls()
     ]
     return Table(("id", "account", "partner", "partner_name", "direction", "status", "duration", "conference_id", "uuid"), rows)
 
 
-def chats(gateway: Gateway) -> Table:
-    store = gateway.manager.store
+def chats(status: GatewayStatus) -> Table:
     rows = [
-        (name, chat["name"], chat["partner"], len(store.messages(name, chat["name"])),
-         "left" if chat["left_at"] else "open", timestamp(chat["created"]))
-        for name in gateway.manager.names()
-        for chat in store.chats(name)
+        (chat.account, chat.name, chat.partner, chat.messages, "open" if chat.open else "left", timestamp(chat.created))
+        for chat in status.chats()
     ]
     return Table(("account", "chat", "partner", "messages", "state", "created"), rows)
 
 
 def event_record(event: Event, when: float | None = None) -> dict[str, Any]:
-    return {"time": timestamp(time.time() if when is None else when), "kind": event.kind.value,
-            "account": event.account, "fields": dict(event.fields)}
+    return {"time": timestamp(time.time() if when is None else when), "kind": userevents.kind(event),
+            "account": event.account, "fields": userevents.fields(event)}
 
 
 def events(records: Iterable[dict[str, Any]]) -> Table:

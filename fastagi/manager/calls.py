@@ -1,191 +1,253 @@
-"""The Skype call model: statuses, events, and the one transition table between them.
+"""Calls of the accounts: placing, answering, holding, ending, and the network's side of them.
 
-A call changes status only through `Call.apply(event)`, which looks the pair
-(status, event) up in `TRANSITIONS`; a pair that is not there is an
-`IllegalTransition`, never a silent change.
+A call changes status only through `_transition`, which applies the model's transition
+table, records an ended call in the history and publishes `CallChanged`.
 """
 
 from __future__ import annotations
 
-import enum
-import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
+import asyncio
+import logging
+
+from ..background import Background
+from ..model import errors
+from ..model.calls import Call, CallEvent, CallStatus, IllegalTransition, hangup_event
+from ..model.errors import SkypeError
+from ..model.events import CallChanged, DtmfReceived, EventBus
+from ..network.driver import NetworkDriver
+from .contacts import Contacts
+from .deliveries import Deliveries
+from .registry import Accounts
+from .store import Store
+
+log = logging.getLogger("fastagi.manager")
+E = CallEvent
 
 
-class CallStatus(str, enum.Enum):
-    UNPLACED = "UNPLACED"
-    ROUTING = "ROUTING"
-    EARLYMEDIA = "EARLYMEDIA"
-    RINGING = "RINGING"
-    INPROGRESS = "INPROGRESS"
-    ONHOLD = "ONHOLD"  # held from both sides
-    LOCALHOLD = "LOCALHOLD"
-    REMOTEHOLD = "REMOTEHOLD"
-    FINISHED = "FINISHED"
-    MISSED = "MISSED"
-    REFUSED = "REFUSED"
-    BUSY = "BUSY"
-    CANCELLED = "CANCELLED"
-    FAILED = "FAILED"
-    VM_BUFFERING_GREETING = "VM_BUFFERING_GREETING"
-    VM_PLAYING_GREETING = "VM_PLAYING_GREETING"
-    VM_RECORDING = "VM_RECORDING"
-    VM_UPLOADING = "VM_UPLOADING"
-    VM_SENT = "VM_SENT"
-    VM_CANCELLED = "VM_CANCELLED"
-    VM_FAILED = "VM_FAILED"
-    TRANSFERRING = "TRANSFERRING"
-    TRANSFERRED = "TRANSFERRED"
+class Calls:
+    """Every live call of every account, by id (`live`); ended calls go to the store's history."""
 
+    def __init__(
+        self,
+        accounts: Accounts,
+        contacts: Contacts,
+        deliveries: Deliveries,
+        store: Store,
+        network: NetworkDriver,
+        bus: EventBus,
+        background: Background,
+        ring_timeout: float = 30.0,
+    ) -> None:
+        self._accounts = accounts
+        self._contacts = contacts
+        self._deliveries = deliveries
+        self._store = store
+        self._network = network
+        self._bus = bus
+        self._background = background
+        self._ring_timeout = ring_timeout
+        self.live: dict[int, Call] = {}
+        self._ring_timers: dict[int, asyncio.TimerHandle] = {}
 
-class CallEvent(str, enum.Enum):
-    INCOMING = "incoming"  # a call arrives: it rings here
-    ROUTE = "route"  # an outgoing call leaves
-    EARLY_MEDIA = "early_media"
-    RING = "ring"  # the far end rings
-    ANSWER = "answer"  # answered (locally for incoming, remotely for outgoing)
-    LOCAL_HOLD = "local_hold"
-    LOCAL_RESUME = "local_resume"
-    REMOTE_HOLD = "remote_hold"
-    REMOTE_RESUME = "remote_resume"
-    FINISH = "finish"  # either side hangs up a call in progress
-    CANCEL = "cancel"  # the caller gives up before an answer
-    REFUSE = "refuse"  # the callee declines
-    BUSY = "busy"
-    NO_ANSWER = "no_answer"
-    FAIL = "fail"
-    VOICEMAIL = "voicemail"  # the call goes to voicemail
-    VM_GREETING = "vm_greeting"
-    VM_RECORD = "vm_record"
-    VM_UPLOAD = "vm_upload"
-    VM_SENT = "vm_sent"
-    VM_CANCEL = "vm_cancel"
-    VM_FAIL = "vm_fail"
-    TRANSFER = "transfer"
-    TRANSFER_DONE = "transfer_done"
-    TRANSFER_FAIL = "transfer_fail"
+    # -- lookups ---------------------------------------------------------------
+    def get(self, account: str, call_id: int) -> Call:
+        """A live call of `account`; another account's call is as unknown as a missing one."""
+        call = self.live.get(call_id)
+        if call is None or call.account != account:
+            raise SkypeError(errors.UNKNOWN_CALL, f"{account} has no call {call_id}")
+        return call
 
+    def of(self, account: str) -> list[Call]:
+        """The live calls of `account`."""
+        return [c for c in self.live.values() if c.account == account]
 
-S, E = CallStatus, CallEvent
-PRE_ANSWER = (S.ROUTING, S.EARLYMEDIA, S.RINGING)
-TALKING = (S.INPROGRESS, S.LOCALHOLD, S.REMOTEHOLD, S.ONHOLD)
-VM_ACTIVE = (S.VM_BUFFERING_GREETING, S.VM_PLAYING_GREETING, S.VM_RECORDING, S.VM_UPLOADING)
+    def by_uuid(self, call_uuid: str) -> Call | None:
+        return next((c for c in self.live.values() if c.uuid == call_uuid), None)
 
+    def find(self, account: str, handle: str) -> Call:
+        """The account's call with `handle`, the one in progress first, else the newest."""
+        self._accounts.get(account)
+        candidates = [c for c in self.of(account) if c.partner == handle]
+        if not candidates:
+            raise SkypeError(errors.NO_CALLS_FOUND, f"{account} has no call with {handle}")
+        candidates.sort(key=lambda c: (c.status is not CallStatus.INPROGRESS, -c.id))
+        return candidates[0]
 
-def _each(states: tuple[CallStatus, ...], event: CallEvent, target: CallStatus) -> dict[tuple[CallStatus, CallEvent], CallStatus]:
-    return {(state, event): target for state in states}
+    # -- the account's own requests --------------------------------------------------
+    async def start(self, account: str, handle: str, conference_id: int | None = None) -> Call:
+        self._accounts.get(account)
+        await self._network.check_user(account, handle)
+        if handle == account:
+            raise SkypeError(errors.INVALID_ARGUMENT, "an account cannot call itself")
+        call = self._new_call(account, handle, "outgoing")
+        call.conference_id = conference_id
+        self._transition(call, E.ROUTE)
+        try:
+            await self._network.place_call(call)
+        except SkypeError as exc:
+            call.failure_reason = exc.text
+            self._transition(call, E.FAIL)
+            raise
+        return call
 
+    async def local(self, account: str, call_id: int, event: CallEvent, **details: str) -> Call:
+        """Apply a local request (answer, hold, resume, …) to a call, or `invalid_call_status`."""
+        call = self.get(account, call_id)
+        if not call.can(event):
+            raise SkypeError(errors.INVALID_CALL_STATUS, f"call {call_id} is {call.status.value}: cannot {event.value.replace('_', ' ')}")
+        self._transition(call, event)
+        await self._network.call_action(call, event, **details)
+        return call
 
-TRANSITIONS: dict[tuple[CallStatus, CallEvent], CallStatus] = {
-    (S.UNPLACED, E.INCOMING): S.RINGING,
-    (S.UNPLACED, E.ROUTE): S.ROUTING,
-    (S.UNPLACED, E.FAIL): S.FAILED,
-    (S.ROUTING, E.EARLY_MEDIA): S.EARLYMEDIA,
-    (S.ROUTING, E.RING): S.RINGING,
-    (S.EARLYMEDIA, E.RING): S.RINGING,
-    **_each(PRE_ANSWER, E.ANSWER, S.INPROGRESS),
-    **_each(PRE_ANSWER, E.CANCEL, S.CANCELLED),
-    **_each(PRE_ANSWER, E.REFUSE, S.REFUSED),
-    **_each(PRE_ANSWER, E.BUSY, S.BUSY),
-    **_each(PRE_ANSWER, E.NO_ANSWER, S.MISSED),
-    **_each(PRE_ANSWER + TALKING, E.FAIL, S.FAILED),
-    **_each(PRE_ANSWER, E.VOICEMAIL, S.VM_BUFFERING_GREETING),
-    (S.INPROGRESS, E.LOCAL_HOLD): S.LOCALHOLD,
-    (S.REMOTEHOLD, E.LOCAL_HOLD): S.ONHOLD,
-    (S.LOCALHOLD, E.LOCAL_RESUME): S.INPROGRESS,
-    (S.ONHOLD, E.LOCAL_RESUME): S.REMOTEHOLD,
-    (S.INPROGRESS, E.REMOTE_HOLD): S.REMOTEHOLD,
-    (S.LOCALHOLD, E.REMOTE_HOLD): S.ONHOLD,
-    (S.REMOTEHOLD, E.REMOTE_RESUME): S.INPROGRESS,
-    (S.ONHOLD, E.REMOTE_RESUME): S.LOCALHOLD,
-    **_each(TALKING, E.FINISH, S.FINISHED),
-    (S.VM_BUFFERING_GREETING, E.VM_GREETING): S.VM_PLAYING_GREETING,
-    (S.VM_PLAYING_GREETING, E.VM_RECORD): S.VM_RECORDING,
-    (S.VM_RECORDING, E.VM_UPLOAD): S.VM_UPLOADING,
-    (S.VM_UPLOADING, E.VM_SENT): S.VM_SENT,
-    **_each(VM_ACTIVE, E.VM_CANCEL, S.VM_CANCELLED),
-    **_each(VM_ACTIVE, E.VM_FAIL, S.VM_FAILED),
-    **_each((S.RINGING,) + TALKING, E.TRANSFER, S.TRANSFERRING),
-    (S.TRANSFERRING, E.TRANSFER_DONE): S.TRANSFERRED,
-    (S.TRANSFERRING, E.TRANSFER_FAIL): S.INPROGRESS,
-    (S.TRANSFERRING, E.FINISH): S.FINISHED,
-}
+    async def answer(self, account: str, call_id: int) -> Call:
+        self._ringing_incoming(account, call_id, "be answered")
+        return await self.local(account, call_id, E.ANSWER)
 
-ENDED = frozenset({
-    S.FINISHED, S.MISSED, S.REFUSED, S.BUSY, S.CANCELLED, S.FAILED,
-    S.VM_SENT, S.VM_CANCELLED, S.VM_FAILED, S.TRANSFERRED,
-})
-# what a local hang-up means in each live status
-HANGUP_EVENT: dict[CallStatus, CallEvent] = {
-    **{s: E.FINISH for s in TALKING + (S.TRANSFERRING,)},
-    S.VM_BUFFERING_GREETING: E.VM_CANCEL,
-    S.VM_PLAYING_GREETING: E.VM_CANCEL,
-    S.VM_RECORDING: E.VM_UPLOAD,
-    S.VM_UPLOADING: E.VM_CANCEL,
-}
+    async def hangup(self, account: str, call_id: int) -> Call:
+        call = self.get(account, call_id)
+        return await self.local(account, call_id, hangup_event(call.status, call.direction))
 
+    async def send_dtmf(self, account: str, call_id: int, digits: str) -> None:
+        call = self.get(account, call_id)
+        if call.status is not CallStatus.INPROGRESS:
+            raise SkypeError(errors.INVALID_CALL_STATUS, f"call {call_id} is {call.status.value}: DTMF needs a call in progress")
+        await self._network.send_dtmf(call, digits)
 
-def hangup_event(status: CallStatus, direction: str) -> CallEvent:
-    """What a local hang-up means: before an answer the caller cancels, the callee refuses."""
-    return HANGUP_EVENT.get(status) or (E.CANCEL if direction == "outgoing" else E.REFUSE)
+    async def voicemail(self, account: str, call_id: int) -> Call:
+        self._ringing_incoming(account, call_id, "go to voicemail")
+        if not self._accounts.get(account).voicemail:
+            raise SkypeError(errors.INVALID_CALL_STATUS, f"voicemail is disabled for {account} (voicemail = no)")
+        return await self.local(account, call_id, E.VOICEMAIL)
 
+    async def transfer(self, account: str, call_id: int, target: str) -> Call:
+        call = self.get(account, call_id)
+        if not call.can(E.TRANSFER) or (call.status is CallStatus.RINGING and call.direction != "incoming"):
+            raise SkypeError(errors.CANNOT_TRANSFER, f"call {call_id} is {call.status.value}: it cannot be transferred")
+        try:
+            await self._network.check_user(account, target)
+        except SkypeError as exc:
+            raise SkypeError(errors.CANNOT_TRANSFER, exc.text) from None
+        if target in (account, call.partner):
+            raise SkypeError(errors.CANNOT_TRANSFER, f"{target} is already on this call")
+        if self._contacts.is_blocked(account, target):
+            raise SkypeError(errors.CANNOT_TRANSFER, f"{target} is blocked by {account}")
+        await self._network.check_transfer(call, target)
+        self._transferred(call)
+        await self._network.call_action(call, E.TRANSFER_DONE, target=target)
+        return call
 
-class IllegalTransition(Exception):
-    def __init__(self, call: "Call", event: CallEvent) -> None:
-        super().__init__(f"call {call.id} in {call.status.value} cannot take {event.value}")
-        self.status = call.status
-        self.event = event
+    async def conference(self, account: str, call_id: int, handle: str) -> Call:
+        call = self.get(account, call_id)
+        if call.status is not CallStatus.INPROGRESS:
+            raise SkypeError(errors.INVALID_CALL_STATUS, f"call {call_id} is {call.status.value}: a conference needs a call in progress")
+        conference = call.conference_id or call.id
+        if handle in (account, call.partner) or any(c.partner == handle and c.conference_id == conference for c in self.of(account)):
+            raise SkypeError(errors.INVALID_ARGUMENT, f"{handle} is already in this call")
+        if call.conference_id is None:
+            call.conference_id = call.id
+            self._publish(call)
+        return await self.start(account, handle, conference_id=call.conference_id)
 
+    def incoming_unhandled(self, account: str, call_id: int) -> None:
+        """The dialplan could not take an incoming call: apply the account's policy now."""
+        call = self.live.get(call_id)
+        if call is None or call.account != account or call.status is not CallStatus.RINGING:
+            return
+        log.info("incoming call %d for %s not taken by the dialplan: %s", call_id, account, self._accounts.get(account).unanswered)
+        self._ring_expired(call_id)
 
-@dataclass
-class Call:
-    id: int
-    account: str
-    partner: str
-    partner_name: str
-    direction: str  # "incoming" | "outgoing"
-    status: CallStatus = CallStatus.UNPLACED
-    failure_reason: str = ""
-    conference_id: int | None = None
-    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
-    created: float = field(default_factory=time.time)
-    answered: float | None = None
-    ended: float | None = None
-    link: Any = None  # the network's handle for this leg
-    asterisk_channel: str = ""  # the channel whose dialplan placed or answered it (for PlayDTMF)
+    async def close(self) -> None:
+        """End every live call (the gateway stops)."""
+        for timer in self._ring_timers.values():
+            timer.cancel()
+        for call in list(self.live.values()):
+            event = hangup_event(call.status, call.direction)
+            if call.can(event):
+                self._transition(call, event)
+            self._network.forget(call)
 
-    @property
-    def is_ended(self) -> bool:
-        return self.status in ENDED
+    # -- what arrives from the network -----------------------------------------------
+    def incoming(self, account: str, caller: str) -> int:
+        if self._contacts.is_blocked(account, caller):
+            raise SkypeError(errors.NOT_AUTHORIZED, f"{account} has blocked {caller}")
+        call = self._new_call(account, caller, "incoming")
+        self._transition(call, E.INCOMING)
+        return call.id
 
-    @property
-    def duration(self) -> float:
-        if self.answered is None:
-            return 0.0
-        return max(0.0, (self.ended or time.time()) - self.answered)
+    def remote_event(self, call_id: int, event: CallEvent, **details: str) -> None:
+        call = self.live.get(call_id)
+        if call is None:
+            log.debug("event %s for call %d that already ended", event.value, call_id)
+            return
+        if "reason" in details:
+            call.failure_reason = details["reason"]
+        try:
+            self._transition(call, event)
+        except IllegalTransition as exc:
+            log.error("network sent an illegal call transition, ignored: %s", exc)
+            return
+        if call.is_ended:
+            self._network.forget(call)
 
-    def can(self, event: CallEvent) -> bool:
-        return (self.status, event) in TRANSITIONS
+    def transferred(self, account: str, call_id: int, target: str) -> None:
+        """The far party handed this call over to `target`: the account calls it instead."""
+        call = self.live.get(call_id)
+        if call is None or call.account != account or not call.can(E.TRANSFER):
+            return
+        self._transferred(call)
+        self._network.forget(call)
+        self._background.spawn(self.start(account, target))
 
-    def apply(self, event: CallEvent) -> CallStatus:
-        target = TRANSITIONS.get((self.status, event))
-        if target is None:
-            raise IllegalTransition(self, event)
-        self.status = target
-        now = time.time()
-        if target is S.INPROGRESS and self.answered is None:
-            self.answered = now
-        if target in ENDED:
-            self.ended = now
-        return target
+    def dtmf_received(self, account: str, call_id: int, digits: str) -> None:
+        call = self.live.get(call_id)
+        if call is not None and call.account == account:
+            self._bus.publish(DtmfReceived(account, call_id, call.partner, digits))
 
-    def history_record(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "account": self.account, "partner": self.partner,
-            "direction": self.direction, "status": self.status.value,
-            "failure_reason": self.failure_reason, "started": self.created,
-            "answered": self.answered, "ended": self.ended or time.time(),
-            "duration": round(self.duration, 3), "conference_id": self.conference_id,
-        }
+    # -- transitions -----------------------------------------------------------------
+    def _new_call(self, account: str, partner: str, direction: str) -> Call:
+        name = self._contacts.display_name(account, partner) or partner
+        call = Call(self._store.next_id("call", start=1), account, partner, name, direction)
+        self.live[call.id] = call
+        return call
+
+    def _ringing_incoming(self, account: str, call_id: int, what: str) -> Call:
+        call = self.get(account, call_id)
+        if call.direction != "incoming" or call.status is not CallStatus.RINGING:
+            raise SkypeError(errors.INVALID_CALL_STATUS, f"call {call_id} is a {call.direction} {call.status.value} call: only a ringing incoming call can {what}")
+        return call
+
+    def _transferred(self, call: Call) -> None:
+        self._transition(call, E.TRANSFER)
+        self._transition(call, E.TRANSFER_DONE)
+
+    def _transition(self, call: Call, event: CallEvent) -> None:
+        call.apply(event)
+        if call.is_ended:
+            self._end(call)
+        elif call.status is CallStatus.RINGING and call.direction == "incoming":
+            loop = asyncio.get_running_loop()
+            self._ring_timers[call.id] = loop.call_later(self._ring_timeout, self._ring_expired, call.id)
+        if call.status is not CallStatus.RINGING:
+            timer = self._ring_timers.pop(call.id, None)
+            if timer:
+                timer.cancel()
+        self._publish(call)
+
+    def _end(self, call: Call) -> None:
+        self._store.add_call(call.history_record())
+        self.live.pop(call.id, None)
+        if call.status is CallStatus.VM_SENT and call.direction == "incoming":
+            self._deliveries.voicemail_received(call)
+
+    def _publish(self, call: Call) -> None:
+        self._bus.publish(CallChanged(call.account, call.id, call.partner, call.partner_name, call.status,
+                                      call.direction, call.failure_reason, call.conference_id, call.uuid))
+
+    def _ring_expired(self, call_id: int) -> None:
+        call = self.live.get(call_id)
+        if call is None or call.status is not CallStatus.RINGING:
+            return
+        account = self._accounts.get(call.account)
+        policy = E.VOICEMAIL if account.unanswered == "voicemail" and account.voicemail else E.NO_ANSWER
+        self._transition(call, policy)
+        self._background.spawn(self._network.call_action(call, policy))

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-# contacts.buddy: 0 not in the contact list, 1 a buddy request is pending, 2 in the list
-BUDDY_NONE, BUDDY_PENDING, BUDDY_ADDED = 0, 1, 2
+from ..model.profiles import Contact
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -58,7 +58,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute({"normal": "PRAGMA synchronous=NORMAL", "full": "PRAGMA synchronous=FULL"}[sync])
         self._db.executescript(SCHEMA)
-        self._contacts: dict[tuple[str, str], dict[str, int]] = {}
+        self._contacts: dict[tuple[str, str], Contact] = {}
         self._open_chats: dict[tuple[str, str], str | None] = {}
         self._balances: dict[str, tuple[int, str]] = {
             row["name"]: (row["balance"], row["currency"]) for row in self._rows("SELECT * FROM accounts")
@@ -113,24 +113,29 @@ class Store:
         return int(row["balance"])
 
     # -- contacts --------------------------------------------------------------
-    def contact(self, account: str, handle: str) -> dict[str, int]:
+    def contact(self, account: str, handle: str) -> Contact:
         """A contact's flags; kept in memory once read, as only `set_contact` changes them."""
         key = (account, handle)
         if key not in self._contacts:
             row = self._row("SELECT buddy, authorized, blocked FROM contacts WHERE account = ? AND handle = ?", key)
-            self._contacts[key] = dict(row) if row else {"buddy": 0, "authorized": 0, "blocked": 0}
-        return dict(self._contacts[key])
+            self._contacts[key] = (
+                Contact(row["buddy"], bool(row["authorized"]), bool(row["blocked"])) if row else Contact()
+            )
+        return self._contacts[key]
 
-    def set_contact(self, account: str, handle: str, **flags: int) -> None:
-        current = self.contact(account, handle)
-        current.update(flags)
+    def set_contact(self, account: str, handle: str, **flags: Any) -> Contact:
+        """Change some of a contact's flags (`buddy`, `authorized`, `blocked`); the contact as now stored."""
+        current = replace(self.contact(account, handle), **flags)
         self._contacts.pop((account, handle))  # read again from the table should the write fail
+        values = asdict(current)
         self._write(
             "INSERT INTO contacts (account, handle, buddy, authorized, blocked) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(account, handle) DO UPDATE SET buddy = excluded.buddy, "
             "authorized = excluded.authorized, blocked = excluded.blocked",
-            (account, handle, current["buddy"], current["authorized"], current["blocked"]),
+            (account, handle, values["buddy"], int(values["authorized"]), int(values["blocked"])),
         )
+        self._contacts[(account, handle)] = current
+        return current
 
     def add_auth_request(self, account: str, handle: str, text: str) -> None:
         self._write(

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .port import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SILENCE, AudioPort
+from ..model.audio import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SILENCE, AudioPort
 
 log = logging.getLogger(__name__)
 

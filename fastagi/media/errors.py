@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import SkypeError
+from ..model.errors import SkypeError
 
 
 class MediaFileError(SkypeError):

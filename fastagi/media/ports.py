@@ -1,11 +1,11 @@
-"""The parties a room mixes: scripted remote users and the account's own side of a call."""
+"""The account's own side of a call, and a party that plays a recording."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
 
-from .port import SILENCE
+from ..model.audio import SILENCE
 from .wav import WavPlayer, load_wav
 
 
@@ -19,29 +19,6 @@ class FrameSink(Protocol):
     """Something that hears one frame per tick."""
 
     def write_frame(self, frame: bytes) -> None: ...
-
-
-class SilentPort:
-    """A party that says nothing and ignores what it hears."""
-
-    def pull(self) -> bytes:
-        return SILENCE
-
-    def push(self, frame: bytes) -> None:
-        pass
-
-
-class EchoPort:
-    """Says what it heard one tick earlier: the sound-test service."""
-
-    def __init__(self) -> None:
-        self._heard = SILENCE
-
-    def pull(self) -> bytes:
-        return self._heard
-
-    def push(self, frame: bytes) -> None:
-        self._heard = frame
 
 
 class PlaybackPort:

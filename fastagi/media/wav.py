@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from ..model.audio import ENGINE_RATE, FRAME_BYTES, FRAME_SAMPLES, SILENCE
 from .errors import MediaFileError
-from .port import ENGINE_RATE, FRAME_BYTES, FRAME_SAMPLES, SILENCE
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ registered on this server, the `type = user` entries of the config, the built-in
 transfers and calls. Users that are not accounts here are scripted: their `behaviour`
 decides what a call to them does, and they answer chats and buddy requests too.
 
-It implements `NetworkDriver`; the account manager reaches it only through that.
+It implements `NetworkDriver`; the account manager reaches it only through that, and
+only the gateway's assembly (`fastagi.app`) names it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import errors
 from ..background import Background
-from ..errors import SkypeError
 from ..files import store_incoming
-from ..manager.calls import Call, CallEvent
-from .driver import Endpoint, Profile
+from ..model import errors
+from ..model.audio import SILENCE, AudioPort, EchoPort, SilentPort
+from ..model.calls import Call, CallEvent
+from ..model.capabilities import ALL_FEATURES, Feature
+from ..model.errors import SkypeError
+from ..model.profiles import Profile
+from .driver import CallAudio, Endpoint
 
 log = logging.getLogger("fastagi.network")
 E = CallEvent
@@ -43,22 +48,54 @@ class ScriptedUser:
     answer_delay: float = 2.0
     auth_policy: str = "allow"
     voicemail: bool = True
-    greeting: Path | None = None
+    greeting: Callable[[], AudioPort] | None = None
+    """What an answering user plays to the caller: a new port per call."""
 
     @property
     def online(self) -> bool:
         return self.behaviour != "offline" and self.profile.online_status != "OFFLINE"
 
+    def voice(self) -> AudioPort:
+        """What this user sounds like in a call: echo users echo, others play their greeting or stay silent."""
+        if self.behaviour == "echo":
+            return EchoPort()
+        return self.greeting() if self.greeting is not None else SilentPort()
+
 
 @dataclass
-class Leg:
+class _Leg:
     """One side of a call on the network: a local account's call, or a scripted user."""
 
     account: str | None
     call_id: int | None
     user: ScriptedUser | None = None
-    peer: "Leg | None" = None
+    peer: "_Leg | None" = None
     task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _PipeEnd:
+    """One end of the audio line between two accounts of this server: it hears what the other end says.
+
+    The media engine ticks each call's room in turn, so a frame crosses within the tick or
+    the next; the short queue evens that out and bounds the delay.
+    """
+
+    inbox: deque[bytes] = field(default_factory=lambda: deque(maxlen=3))
+    other: "_PipeEnd | None" = None
+
+    def pull(self) -> bytes:
+        return self.inbox.popleft() if self.inbox else SILENCE
+
+    def push(self, frame: bytes) -> None:
+        assert self.other is not None
+        self.other.inbox.append(frame)
+
+
+def _pipe() -> tuple[_PipeEnd, _PipeEnd]:
+    a, b = _PipeEnd(), _PipeEnd()
+    a.other, b.other = b, a
+    return a, b
 
 
 @dataclass(frozen=True)
@@ -87,68 +124,103 @@ MIRROR: dict[CallEvent, CallEvent] = {
 
 
 class EmbeddedNetwork:
+    """The embedded Skype network (see the module doc)."""
+
+    name = "embedded"
+
     def __init__(
         self,
         users: dict[str, ScriptedUser],
         account_profiles: dict[str, Profile],
         incoming_dir: Path,
+        audio: CallAudio,
         sms_price: int = 10,
         timing: Timing | None = None,
+        features: frozenset[Feature] = ALL_FEATURES,
     ) -> None:
         self.users = users
         self.account_profiles = account_profiles
         self.incoming_dir = incoming_dir
         self.price_per_part = sms_price
         self.timing = timing or Timing()
+        self.features = features
+        self._audio = audio
         self._endpoints: dict[str, Endpoint] = {}
-        self._legs: dict[tuple[str, int], Leg] = {}
+        self._legs: dict[tuple[str, int], _Leg] = {}
         self.background = Background(log)
-        self.media_hooks: MediaHooks | None = None
 
     # -- directory -------------------------------------------------------------
-    def register(self, handle: str, endpoint: Endpoint) -> None:
-        self._endpoints[handle] = endpoint
+    def capabilities(self, account: str) -> frozenset[Feature]:
+        return self.features
 
-    def profile(self, handle: str) -> Profile | None:
+    def register(self, account: str, endpoint: Endpoint) -> None:
+        self._endpoints[account] = endpoint
+
+    async def start(self) -> None:
+        """Every account is online at once: the network is in-process."""
+        for endpoint in self._endpoints.values():
+            endpoint.connection_changed("ONLINE")
+
+    async def close(self) -> None:
+        await self.background.close()
+        for endpoint in self._endpoints.values():
+            endpoint.connection_changed("OFFLINE")
+
+    def _find(self, handle: str) -> Profile | None:
         if handle in self.account_profiles:
             return self.account_profiles[handle]
         user = self.users.get(handle)
         return user.profile if user else None
 
-    def _require(self, handle: str) -> None:
-        if self.profile(handle) is None:
-            raise SkypeError(errors.UNKNOWN_USER, f"no Skype user named {handle!r}")
+    def known(self, account: str, handle: str) -> Profile | None:
+        return self._find(handle)
 
-    async def close(self) -> None:
-        await self.background.close()
+    async def check_user(self, account: str, handle: str) -> None:
+        self._require(handle)
+
+    async def profile(self, account: str, handle: str) -> Profile:
+        return self._require(handle)
+
+    def _require(self, handle: str) -> Profile:
+        profile = self._find(handle)
+        if profile is None:
+            raise SkypeError(errors.UNKNOWN_USER, f"no Skype user named {handle!r}")
+        return profile
 
     # -- chat, buddies, SMS, files ---------------------------------------------
-    async def send_chat_message(self, sender: str, recipient: str, chat_name: str, body: str) -> None:
-        self._require(recipient)
-        endpoint = self._endpoints.get(recipient)
+    async def send_chat_message(self, account: str, handle: str, chat_name: str, body: str) -> None:
+        self._require(handle)
+        endpoint = self._endpoints.get(handle)
         if endpoint is not None:
-            endpoint.deliver_chat_message(sender, chat_name, body)
+            endpoint.chat_message(account, chat_name, body)
             return
-        user = self.users[recipient]
+        user = self.users[handle]
         if user.behaviour == "echo" and user.online:
-            self.background.spawn(self._deliver_later(sender, lambda ep: ep.deliver_chat_message(recipient, chat_name, body)))
+            self.background.spawn(self._deliver_later(account, lambda ep: ep.chat_message(handle, chat_name, body)))
 
-    async def send_auth_request(self, sender: str, recipient: str, text: str) -> None:
-        self._require(recipient)
-        endpoint = self._endpoints.get(recipient)
+    async def send_auth_request(self, account: str, handle: str, text: str) -> None:
+        self._require(handle)
+        endpoint = self._endpoints.get(handle)
         if endpoint is not None:
-            endpoint.deliver_auth_request(sender, text)
+            endpoint.auth_request(account, text)
             return
-        policy = self.users[recipient].auth_policy
+        policy = self.users[handle].auth_policy
         if policy != "ignore":
             accepted = policy == "allow"
-            self.background.spawn(self._deliver_later(sender, lambda ep: ep.deliver_auth_reply(recipient, accepted)))
+            self.background.spawn(self._deliver_later(account, lambda ep: ep.auth_reply(handle, accepted)))
 
-    async def send_auth_reply(self, sender: str, recipient: str, accepted: bool) -> None:
-        self._require(recipient)
-        endpoint = self._endpoints.get(recipient)
+    async def send_auth_reply(self, account: str, handle: str, accepted: bool) -> None:
+        self._require(handle)
+        endpoint = self._endpoints.get(handle)
         if endpoint is not None:
-            endpoint.deliver_auth_reply(sender, accepted)
+            endpoint.auth_reply(account, accepted)
+
+    async def remove_contact(self, account: str, handle: str) -> None:
+        self._require(handle)
+
+    async def set_blocked(self, account: str, handle: str, blocked: bool) -> None:
+        """Blocking is the blocker's own business here: the other side learns nothing."""
+        self._require(handle)
 
     async def _deliver_later(self, handle: str, deliver: Callable[[Endpoint], None]) -> None:
         await asyncio.sleep(0)
@@ -156,35 +228,34 @@ class EmbeddedNetwork:
         if endpoint is not None:
             deliver(endpoint)
 
-    def sms_price(self, number: str, body: str) -> int:
+    def sms_price(self, account: str, number: str, body: str) -> int:
         return self.price_per_part * max(1, -(-len(body) // SMS_PART))
 
-    async def send_sms(self, sender: str, number: str, body: str) -> None:
+    async def send_sms(self, account: str, number: str, body: str) -> None:
         if not SMS_NUMBER.match(number):
             raise SkypeError(errors.CANNOT_SEND, f"{number!r} is not a mobile number in international format (+country…)")
         if len(body) > SMS_PART * SMS_MAX_PARTS:
             raise SkypeError(errors.CANNOT_SEND, f"SMS text longer than {SMS_PART * SMS_MAX_PARTS} characters")
 
-    async def send_file(self, sender: str, recipient: str, file_name: str, source: Path) -> None:
-        self._require(recipient)
-        endpoint = self._endpoints.get(recipient)
+    async def send_file(self, account: str, handle: str, file_name: str, source: Path) -> None:
+        self._require(handle)
+        endpoint = self._endpoints.get(handle)
         if endpoint is not None:
-            endpoint.deliver_file(sender, file_name, source)
+            endpoint.file(account, file_name, source)
         else:
-            store_incoming(self.incoming_dir / recipient, file_name, source)
+            store_incoming(self.incoming_dir / handle, file_name, source)
 
     # -- calls -----------------------------------------------------------------
     async def place_call(self, call: Call) -> None:
-        """Route a call the manager has just created (status ROUTING)."""
         self._require(call.partner)
-        leg = Leg(call.account, call.id)
+        leg = _Leg(call.account, call.id)
         self._legs[(call.account, call.id)] = leg
         endpoint = self._endpoints.get(call.partner)
         if endpoint is not None:
-            far = Leg(call.partner, None, peer=leg)
+            far = _Leg(call.partner, None, peer=leg)
             leg.peer = far
             try:
-                far.call_id = endpoint.deliver_incoming_call(call.account, far)
+                far.call_id = endpoint.incoming_call(call.account)
             except SkypeError:
                 del self._legs[(call.account, call.id)]
                 raise
@@ -192,27 +263,26 @@ class EmbeddedNetwork:
             self._event(leg, E.RING)
             return
         user = self.users[call.partner]
-        far = Leg(None, None, user=user, peer=leg)
+        far = _Leg(None, None, user=user, peer=leg)
         leg.peer = far
         far.task = self.background.spawn(self._scripted_callee(leg, user))
 
-    def incoming_from_user(self, user_name: str, account: str) -> int:
+    def remote_call(self, user: str, account: str) -> int:
         """A scripted user calls a local account (administration and tests)."""
-        user = self.users.get(user_name)
-        if user is None:
-            raise SkypeError(errors.UNKNOWN_USER, f"{user_name!r} is not a scripted user of the network")
+        scripted = self.users.get(user)
+        if scripted is None:
+            raise SkypeError(errors.UNKNOWN_USER, f"{user!r} is not a scripted user of the network")
         endpoint = self._endpoints.get(account)
         if endpoint is None:
             raise SkypeError(errors.UNKNOWN_ACCOUNT, f"{account!r} is not an account here")
-        far = Leg(account, None)
-        caller = Leg(None, None, user=user, peer=far)
+        far = _Leg(account, None)
+        caller = _Leg(None, None, user=scripted, peer=far)
         far.peer = caller
-        far.call_id = endpoint.deliver_incoming_call(user_name, far)
+        far.call_id = endpoint.incoming_call(user)
         self._legs[(account, far.call_id)] = far
         return far.call_id
 
     async def call_action(self, call: Call, event: CallEvent, **details: str) -> None:
-        """The local side of `call` did `event` (its own status already changed)."""
         leg = self._legs.get((call.account, call.id))
         if leg is None or leg.peer is None:
             return
@@ -227,8 +297,8 @@ class EmbeddedNetwork:
             self._hand_over(far, details["target"])
         elif event in MIRROR:
             self._event(far, MIRROR[event])
-        if event is E.ANSWER and self.media_hooks:
-            self.media_hooks.connect(leg, far)
+        if event is E.ANSWER:
+            self._connect(leg, far)
         if call.is_ended:
             self.forget(call)
 
@@ -240,12 +310,11 @@ class EmbeddedNetwork:
         if far.user is not None:
             if far.user.behaviour == "echo" and leg.account is not None and leg.call_id is not None:
                 call_id = leg.call_id
-                self.background.spawn(self._deliver_later(leg.account, lambda ep: ep.deliver_dtmf(call_id, digits)))
+                self.background.spawn(self._deliver_later(leg.account, lambda ep: ep.dtmf(call_id, digits)))
         elif far.account is not None and far.call_id is not None:
-            self._endpoints[far.account].deliver_dtmf(far.call_id, digits)
+            self._endpoints[far.account].dtmf(far.call_id, digits)
 
     async def check_transfer(self, call: Call, target: str) -> None:
-        """Refuse a transfer the network cannot carry out (`cannot_transfer`)."""
         leg = self._legs.get((call.account, call.id))
         far = leg.peer if leg else None
         user = self.users.get(target)
@@ -258,12 +327,12 @@ class EmbeddedNetwork:
         if far is None:
             raise SkypeError(errors.CANNOT_TRANSFER, f"call {call.id} has no far party to transfer")
 
-    def _hand_over(self, far: Leg, target: str) -> None:
+    def _hand_over(self, far: _Leg, target: str) -> None:
         """The transferred party calls `target` instead."""
         if far.account is not None and far.call_id is not None:
-            self._endpoints[far.account].deliver_transfer(far.call_id, target)
+            self._endpoints[far.account].transferred(far.call_id, target)
         elif far.user is not None and target in self._endpoints:
-            self.incoming_from_user(far.user.profile.handle, target)
+            self.remote_call(far.user.profile.handle, target)
 
     def forget(self, call: Call) -> None:
         leg = self._legs.pop((call.account, call.id), None)
@@ -274,18 +343,29 @@ class EmbeddedNetwork:
         far = leg.peer
         if far is not None and far.task is not None:
             far.task.cancel()
-        if self.media_hooks:
-            self.media_hooks.disconnect(leg)
+        self._audio.disconnect(call.account, call.id)
 
-    def _event(self, leg: Leg, event: CallEvent, **details: str) -> None:
+    def _connect(self, leg: _Leg, far: _Leg) -> None:
+        """The call is answered: each local side hears the other side (a scripted user's voice, or the other account)."""
+        if far.user is not None:
+            if leg.account is not None and leg.call_id is not None:
+                self._audio.connect(leg.account, leg.call_id, far.user.voice())
+            return
+        if None in (leg.account, leg.call_id, far.account, far.call_id):
+            return
+        near_end, far_end = _pipe()
+        self._audio.connect(leg.account, leg.call_id, near_end)  # type: ignore[arg-type]
+        self._audio.connect(far.account, far.call_id, far_end)  # type: ignore[arg-type]
+
+    def _event(self, leg: _Leg, event: CallEvent, **details: str) -> None:
         if leg.account is None or leg.call_id is None:
             return
         endpoint = self._endpoints.get(leg.account)
         if endpoint is not None:
-            endpoint.deliver_call_event(leg.call_id, event, **details)
+            endpoint.call_event(leg.call_id, event, **details)
 
     # -- scripted users ----------------------------------------------------------
-    async def _scripted_callee(self, leg: Leg, user: ScriptedUser) -> None:
+    async def _scripted_callee(self, leg: _Leg, user: ScriptedUser) -> None:
         if not user.online:
             self._event(leg, E.FAIL, reason="user is offline")
             return
@@ -298,8 +378,8 @@ class EmbeddedNetwork:
         await asyncio.sleep(user.answer_delay)
         if user.behaviour in ("echo", "answer"):
             self._event(leg, E.ANSWER)
-            if self.media_hooks and leg.peer is not None:
-                self.media_hooks.connect(leg, leg.peer)
+            if leg.peer is not None:
+                self._connect(leg, leg.peer)
         elif user.behaviour == "busy":
             self._event(leg, E.BUSY)
         elif user.behaviour == "refuse":
@@ -308,14 +388,14 @@ class EmbeddedNetwork:
             self._event(leg, E.VOICEMAIL)
             await self._voicemail_greeting([leg])
 
-    async def _voicemail_greeting(self, legs: list[Leg]) -> None:
+    async def _voicemail_greeting(self, legs: list[_Leg]) -> None:
         for leg in legs:
             self._event(leg, E.VM_GREETING)
         await asyncio.sleep(self.timing.vm_greeting)
         for leg in legs:
             self._event(leg, E.VM_RECORD)
 
-    async def _voicemail(self, callee: Leg, caller: Leg) -> None:
+    async def _voicemail(self, callee: _Leg, caller: _Leg) -> None:
         """call-vm: the caller hears the greeting and leaves a message.
 
         A scripted caller speaks for `vm_message` seconds and hangs up; a caller that
@@ -329,17 +409,8 @@ class EmbeddedNetwork:
             self._event(callee, E.VM_UPLOAD)
             await self._vm_upload([callee])
 
-    async def _vm_upload(self, legs: list[Leg]) -> None:
+    async def _vm_upload(self, legs: list[_Leg]) -> None:
         await asyncio.sleep(self.timing.vm_upload)
         for leg in legs:
             self._event(leg, E.VM_SENT)
 
-
-class MediaHooks:
-    """Where the media engine plugs in: audio starts when a call is answered."""
-
-    def connect(self, leg: Leg, far: Leg) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def disconnect(self, leg: Leg) -> None:  # pragma: no cover - interface
-        raise NotImplementedError

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-from .. import errors
-from ..agi.protocol import Environment
-from ..errors import SkypeError
+from ..model import errors
+from ..model.errors import SkypeError
+from .protocol import Environment
 
 
 def _decode(text: str, what: str) -> str:

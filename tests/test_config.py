@@ -1,0 +1,39 @@
+"""The configuration file refuses, with file and line, what would break the dialplan or the gateway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastagi.ami.settings import AmiSettings
+from fastagi.config import ConfigError, load_config, settings
+
+ACCOUNT = "[alice]\ntype = account\n"
+
+
+@pytest.mark.parametrize("section, line, reason", [
+    ("[ami]\nincoming_context = bad@context\n", 2, "incoming_context: 'bad@context' is not a context name"),
+    ("[ami]\nevents_context = a b\n", 2, "events_context: 'a b' is not a context name"),
+    ("[general]\nvariable_prefix = SKYPE-\n", 2, "variable_prefix: 'SKYPE-' is not an upper-case variable prefix"),
+    ("[ami]\nincoming_media = sip\n", 2, "incoming_media: 'sip' is not one of local, audiosocket"),
+    ("[ami]\nqueue_size = 0\n", 2, "queue_size: 0 is outside 1..10000000"),
+    ("[ami]\nincoming_media = audiosocket\n[audiosocket]\nenabled = no\n", 1,
+     "[ami] incoming_media = audiosocket needs [audiosocket] enabled = yes"),
+])
+def test_settings_that_would_break_the_dialplan_are_refused(tmp_path: Path, section: str, line: int, reason: str) -> None:
+    path = tmp_path / "gateway.conf"
+    path.write_text(section + ACCOUNT)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert [str(problem) for problem in refused.value.problems] == [f"{path}:{line}: {reason}"]
+
+
+def test_settings_are_built_from_the_sections_once_checked(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.conf"
+    path.write_text("[general]\nvariable_prefix = SK_\nport = 4999\n[ami]\nenabled = yes\nusername = u\nport = 5039\n"
+                    "originate_timeout = 12.5\n" + ACCOUNT)
+    config = load_config(path)
+    ami = settings(AmiSettings, config.ami, config.general)
+    assert (ami.port, ami.username, ami.variable_prefix, ami.originate_timeout) == (5039, "u", "SK_", 12.5)
+    assert ami.reconnect_max == AmiSettings.reconnect_max  # no key for it: the default
