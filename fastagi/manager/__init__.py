@@ -1,1 +1,1 @@
-"""The shared account manager: accounts, their state, the event bus."""
+"""The shared account manager: the accounts, their state (SQLite), and the three parts that change it."""

@@ -1,1 +1,1 @@
-"""Skype network drivers: the narrow interface and the embedded network."""
+"""Networks the accounts live on: the driver interface every network implements, and the embedded network."""
