@@ -1,7 +1,7 @@
 """The gateway process: builds every part from the configuration, wires them, runs them together.
 
 This is the only module that names a network driver's class; everything else reaches a
-network through `network.driver`.
+network through `network.driver` (the accounts of every network through one `Networks`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ from .model.accounts import Account
 from .model.audio import AudioPort
 from .model.events import EventBus
 from .model.profiles import Profile
+from .network.driver import NetworkDriver
 from .network.embedded import EmbeddedNetwork, ScriptedUser, Timing
+from .network.router import Networks
+from .network.xmpp.account import Timing as XmppTiming
+from .network.xmpp.account import XmppSettings
+from .network.xmpp.network import XmppNetwork
 from .status import GatewayStatus
 
 log = logging.getLogger("fastagi")
@@ -79,20 +84,26 @@ class Gateway:
         self.loop_monitor = LoopMonitor()
         self.call_media = CallMedia(self.media, self.bus)
         profiles = {name: profile_of(name, s) for name, s in config.accounts.items()}
-        self.network = EmbeddedNetwork(
+        self.embedded = EmbeddedNetwork(
             users={name: scripted_user(name, s) for name, s in config.users.items() if name not in config.accounts},
-            account_profiles=profiles,
+            account_profiles={name: profiles[name] for name, s in config.accounts.items() if s.network == "embedded"},
             incoming_dir=Path(general.incoming_dir),
             audio=self.call_media,
             sms_price=general.sms_price,
             timing=Timing(ring_timeout=general.ring_timeout),
         )
+        drivers: list[NetworkDriver] = [self.embedded]
+        xmpp = {name: settings(XmppSettings, s) for name, s in config.accounts.items() if s.network == "xmpp"}
+        self.xmpp = XmppNetwork(xmpp, Path(general.incoming_dir), XmppTiming(general.network_timeout)) if xmpp else None
+        if self.xmpp is not None:
+            drivers.append(self.xmpp)
+        self.networks = Networks(drivers, {name: s.network for name, s in config.accounts.items()})
         accounts = [
-            Account(name, profiles[name], s.currency, s.auth_policy, s.voicemail, s.unanswered, self.network.name)
+            Account(name, profiles[name], s.currency, s.auth_policy, s.voicemail, s.unanswered, s.network)
             for name, s in config.accounts.items()
         ]
         self.manager = AccountManager(
-            accounts, self.store, self.network, self.bus, Path(general.incoming_dir), general.ring_timeout
+            accounts, self.store, self.networks, self.bus, Path(general.incoming_dir), general.ring_timeout
         )
         self.manager.deliveries.seed_balances({name: (s.balance, s.currency) for name, s in config.accounts.items()})
         self.ami = (
@@ -116,7 +127,7 @@ class Gateway:
         if self.action_metrics is not None:
             self.action_metrics.registry.register(StatusCollector(self.status))
         self.control = ControlServer(Path(general.control_socket),
-                                     Admin(self.status, self.dispatcher, self.bus, self.network))
+                                     Admin(self.status, self.dispatcher, self.bus, self.embedded))
         self.metrics: MetricsServer | None = None
 
     async def start(self) -> None:
@@ -130,7 +141,7 @@ class Gateway:
         if self.ami is not None:
             await self.ami.start()
         await self.agi.start()
-        await self.network.start()
+        await self.networks.start()
         names = self.manager.accounts.names()
         log.info("serving %d account(s): %s", len(names), ", ".join(names))
 
@@ -142,7 +153,7 @@ class Gateway:
         await self.agi.stop(self.config.general.shutdown_grace)
         await self.audiosocket.stop()
         await self.manager.close()
-        await self.network.close()
+        await self.networks.close()
         if self.ami is not None:
             await self.ami.drain(self.config.general.shutdown_grace)  # the last calls' and OFFLINE events
             await self.ami.stop()

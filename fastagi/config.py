@@ -110,6 +110,8 @@ def host_port(text: str) -> tuple[str, int]:
 
 
 # -- the schema ----------------------------------------------------------------
+NETWORKS = ("embedded", "xmpp")
+
 @dataclass(frozen=True)
 class Key:
     name: str
@@ -156,6 +158,8 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("max_connections", int_in(1, 100000), 2048, "AGI connections open at once; more are refused"),
         Key("shutdown_grace", seconds, 5.0, "seconds running sessions get to finish on shutdown"),
         Key("ring_timeout", seconds, 30.0, "seconds an unanswered call rings before it is MISSED"),
+        Key("network_timeout", seconds, 10.0,
+            "seconds a live network has to confirm a request or answer a query before the action fails"),
         Key("sms_price", int_in(0, 100000), 10, "SkypeOut price of one SMS part, hundredths"),
         Key("record_rate", one_of("8000", "16000"), "8000", "sample rate of recorded WAV files: 8000 | 16000"),
         Key("metrics", host_port, None, "host:port of the Prometheus endpoint (off when absent; port 0: any free port)"),
@@ -189,6 +193,15 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("auth_policy", one_of("ask", "allow", "deny"), "ask", "incoming buddy requests: ask | allow | deny"),
         Key("voicemail", parse_bool, True, "callers may leave voicemail (call-vm)"),
         Key("unanswered", one_of("missed", "voicemail"), "missed", "an incoming call nobody answers: missed | voicemail"),
+        Key("network", one_of(*NETWORKS), "embedded", "the network the account lives on: embedded | xmpp"),
+        Key("jid", free_text, "", "xmpp: the account's address, user@domain"),
+        Key("password", free_text, "", "xmpp: the account's password (never logged)"),
+        Key("xmpp_server", host, "", "xmpp: the server to connect to (default: the JID's domain, by DNS SRV, then A/AAAA)"),
+        Key("xmpp_port", int_in(0, 65535), 0, "xmpp: its port (default: 5222, or 5223 with xmpp_tls = direct)"),
+        Key("xmpp_tls", one_of("starttls", "direct", "none"), "starttls",
+            "xmpp: starttls | direct (TLS from the first byte) | none (plain TCP: loopback servers only)"),
+        Key("xmpp_ca_file", path, None, "xmpp: a PEM file of a CA to trust besides the system's"),
+        Key("resource", free_text, "skype-fastagi", "xmpp: the resource the account logs in with"),
     ),
     "user": (
         Key("type", free_text, "user", "user: a user of the embedded Skype network"),
@@ -203,6 +216,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
     ),
 }
 SECTION_TYPES = ("account", "user")
+XMPP_KEYS = ("jid", "password", "xmpp_server", "xmpp_port", "xmpp_tls", "xmpp_ca_file", "resource")
 
 
 @dataclass(frozen=True)
@@ -228,6 +242,8 @@ class Section:
     name: str
     line: int
     values: dict[str, Any]
+    lines: dict[str, int] = field(default_factory=dict)
+    """The line of each key the file gave."""
 
     def __getattr__(self, item: str) -> Any:
         try:
@@ -290,6 +306,47 @@ def _finish(config: Config) -> Config:
     for name, user in builtin_users().items():
         config.users.setdefault(name, user)
     return config
+
+
+def account_problems(section: Section) -> list[tuple[int, str]]:
+    """What is wrong with an account's network keys taken together: (line, reason) each."""
+    where = lambda key: section.lines.get(key, section.line)  # noqa: E731
+    name = section.name
+    if section.network != "xmpp":
+        return [(where(key), f"{key}: [{name}] is not on the xmpp network (network = xmpp)")
+                for key in XMPP_KEYS if key in section.lines]
+    problems = []
+    jid = section.jid
+    if not jid:
+        problems.append((section.line, f"[{name}] network = xmpp needs jid = user@domain"))
+    else:
+        from slixmpp.jid import JID, InvalidJID  # here: only a file with an XMPP account pays for the import
+
+        try:
+            parsed = JID(jid)
+        except InvalidJID as exc:
+            problems.append((where("jid"), f"jid: {jid!r} is not a JID ({exc})"))
+        else:
+            if not parsed.user or parsed.resource:
+                problems.append((where("jid"), f"jid: {jid!r} is not a bare JID user@domain (set the resource with resource =)"))
+            elif section.xmpp_tls == "none" and not _loopback(section.xmpp_server or parsed.domain):
+                problems.append((where("xmpp_tls"), f"xmpp_tls = none sends the password in clear: only to a loopback "
+                                 f"server, not {section.xmpp_server or parsed.domain!r}"))
+    if not section.password:
+        problems.append((section.line, f"[{name}] network = xmpp needs a password"))
+    ca_file = section.xmpp_ca_file
+    if ca_file is not None and not ca_file.is_file():
+        problems.append((where("xmpp_ca_file"), f"xmpp_ca_file: {ca_file} is not a readable file"))
+    return problems
+
+
+def _loopback(server: str) -> bool:
+    if server == "localhost" or server.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(server.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # -- reading a file ------------------------------------------------------------
@@ -381,6 +438,9 @@ class _Builder:
             return
         section = Section(name, category.number, _defaults(kind))
         self._fill(section, kind, items)
+        if kind == "account":
+            for line, reason in account_problems(section):
+                self.problem(line, reason)
         (self.accounts if kind == "account" else self.users)[name] = section
 
     def _fill(self, section: Section, kind: str, items: list[tuple[str, str, int]]) -> None:
@@ -395,6 +455,7 @@ class _Builder:
                 self.problem(line, f"duplicate key {key_name!r} in [{section.name}] (first at line {given[key_name]})")
                 continue
             given[key_name] = line
+            section.lines[key_name] = line
             try:
                 parsed = key.parse(value)
             except ValueProblem as exc:

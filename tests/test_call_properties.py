@@ -39,7 +39,7 @@ async def apply(gw, kind: str, account: str, arg) -> None:  # type: ignore[no-un
         await m.start(account, arg)
         return
     if kind == "remote-call":
-        gw.network.remote_call(arg, account)
+        gw.embedded.remote_call(arg, account)
         return
     if kind == "wait":
         await asyncio.sleep(arg)
@@ -90,7 +90,7 @@ def check_invariants(gw, rec: Recorder) -> None:  # type: ignore[no-untyped-def]
 def test_random_call_sequences_keep_the_invariants(steps) -> None:  # type: ignore[no-untyped-def]
     async def body(folder: Path) -> None:
         async with running_gateway(folder, ACCOUNTS + USERS, "ring_timeout = 0.05") as gw:
-            gw.network.timing = Timing(vm_greeting=0.005, vm_message=0.01, vm_upload=0.002, ring_timeout=0.05)
+            gw.embedded.timing = Timing(vm_greeting=0.005, vm_message=0.01, vm_upload=0.002, ring_timeout=0.05)
             rec = Recorder(gw.bus)
             for kind, account, arg in steps:
                 try:
@@ -104,12 +104,12 @@ def test_random_call_sequences_keep_the_invariants(steps) -> None:  # type: igno
                 except SkypeError:
                     pass
             for _ in range(100):
-                if not gw.manager.calls.live and not gw.network._legs:
+                if not gw.manager.calls.live and not gw.embedded._legs:
                     break
                 await asyncio.sleep(0.01)
             check_invariants(gw, rec)
             assert gw.manager.calls.live == {}, gw.manager.calls.live
-            assert gw.network._legs == {}, gw.network._legs  # no call object leaks
+            assert gw.embedded._legs == {}, gw.embedded._legs  # no call object leaks
             ended = {(e.account, e.fields["CallID"]) for e in rec.events if e.kind == "CallStatus" and CallStatus(e.fields["Status"]) in ENDED}
             assert {(r["account"], str(r["id"])) for r in gw.store.calls()} == ended
 

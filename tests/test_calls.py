@@ -28,7 +28,7 @@ def scenario(test):  # type: ignore[no-untyped-def]
     def wrapper(tmp_path: Path) -> None:
         async def body() -> None:
             async with running_gateway(tmp_path, CALL_ACCOUNTS + CALL_USERS, GENERAL) as gw:
-                gw.network.timing = Timing(vm_greeting=0.05, vm_message=0.1, vm_upload=0.02, ring_timeout=0.3)
+                gw.embedded.timing = Timing(vm_greeting=0.05, vm_message=0.1, vm_upload=0.02, ring_timeout=0.3)
                 await test(gw, Dialplan(gw.agi.port), Recorder(gw.bus))
         run(body())
 
@@ -208,10 +208,10 @@ async def test_call_vm_between_accounts(gw, dial, rec) -> None:  # type: ignore[
 
 @scenario
 async def test_call_vm_from_remote_user_and_disabled_voicemail(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
-    incoming = gw.network.remote_call("answerer", "alice")
+    incoming = gw.embedded.remote_call("answerer", "alice")
     assert (await dial("alice", "call-vm", call_id=str(incoming)))["SKYPE_STATUS"] == "SUCCESS"
     await rec.status("alice", incoming, "VM_SENT")
-    to_carl = gw.network.remote_call("answerer", "carl")
+    to_carl = gw.embedded.remote_call("answerer", "carl")
     disabled = await dial("carl", "call-vm", call_id=str(to_carl))
     assert disabled["SKYPE_ERROR"] == "invalid_call_status" and "voicemail" in disabled["SKYPE_ERROR_TEXT"]
     assert (await dial("carl", "call-answer", call_id=str(to_carl)))["SKYPE_STATUS"] == "SUCCESS"
@@ -221,7 +221,7 @@ async def test_call_vm_from_remote_user_and_disabled_voicemail(gw, dial, rec) ->
 # -- transfer ------------------------------------------------------------------------
 @scenario
 async def test_transfer_errors_and_success(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
-    incoming = gw.network.remote_call("answerer", "alice")
+    incoming = gw.embedded.remote_call("answerer", "alice")
     await dial("alice", "call-answer", call_id=str(incoming))
     for target, reason in [("away1", "offline"), ("nobody1", "no Skype user"), ("answerer", "already")]:
         result = await dial("alice", "call-transfer", call_id=str(incoming), user_name=target)
@@ -273,12 +273,12 @@ async def test_conference_and_calls_list(gw, dial, rec) -> None:  # type: ignore
 
 @scenario
 async def test_incoming_ring_timeout_applies_the_account_policy(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
-    missed = gw.network.remote_call("answerer", "alice")
+    missed = gw.embedded.remote_call("answerer", "alice")
     await rec.status("alice", missed, "MISSED", timeout=2)
     gw.manager.accounts.get("alice").unanswered = "voicemail"
-    to_vm = gw.network.remote_call("answerer", "alice")
+    to_vm = gw.embedded.remote_call("answerer", "alice")
     await rec.status("alice", to_vm, "VM_SENT", timeout=3)
-    unhandled = gw.network.remote_call("answerer", "bob")
+    unhandled = gw.embedded.remote_call("answerer", "bob")
     gw.manager.calls.incoming_unhandled("bob", unhandled)  # the originate failed: no need to wait
     assert rec.statuses("bob", unhandled) == ["RINGING", "MISSED"]
 

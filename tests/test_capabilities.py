@@ -28,7 +28,7 @@ def test_an_action_whose_feature_is_off_is_not_supported(tmp_path: Path, name: s
 
     async def body() -> None:
         async with running_gateway(tmp_path) as gw:
-            gw.network.features = ALL_FEATURES - {action.needs}
+            gw.embedded.features = ALL_FEATURES - {action.needs}
             events = Recorder(gw.bus).events
             result = await Dialplan(gw.agi.port)("alice", name, **{a.param: SAMPLE[a.name] for a in action.arguments})
             assert result["SKYPE_STATUS"] == "FAILED"

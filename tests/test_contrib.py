@@ -36,7 +36,19 @@ def example_keys() -> dict[str, dict[str, str]]:
             comment = ""
             if key == "type":
                 kinds[name] = value
-    return {kinds[name]: keys for name, keys in sections.items()}
+    merged: dict[str, dict[str, str]] = {}
+    for name, keys in sections.items():
+        merged.setdefault(kinds[name], {}).update(keys)
+    return merged
+
+
+def load_example(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The example as an administrator would load it, with its private CA file in place."""
+    ca_file = tmp_path / "private-ca.pem"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\n")
+    copy = tmp_path / EXAMPLE.name
+    copy.write_text(EXAMPLE.read_text(encoding="utf-8").replace("/etc/skype-fastagi/private-ca.pem", str(ca_file)))
+    return load_config(copy)
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -49,10 +61,11 @@ def unit_settings() -> dict[str, list[str]]:
     return settings
 
 
-def test_the_example_config_loads_without_problems() -> None:
-    config = load_config(EXAMPLE)
+def test_the_example_config_loads_without_problems(tmp_path: Path) -> None:
+    config = load_example(tmp_path)
     assert config.ami.enabled and config.ami.events_context == "skype-events"
-    assert list(config.accounts) == ["alice"]
+    assert list(config.accounts) == ["alice", "support"]
+    assert config.accounts["support"].network == "xmpp"
     assert "carol" in config.users
 
 
@@ -82,16 +95,16 @@ def test_the_unit_runs_the_gateway_sandboxed() -> None:
         assert unit[key] == [value], key
 
 
-def test_the_unit_waits_longer_than_the_shutdown_grace() -> None:
-    config = load_config(EXAMPLE)
+def test_the_unit_waits_longer_than_the_shutdown_grace(tmp_path: Path) -> None:
+    config = load_example(tmp_path)
     assert float(unit_settings()["TimeoutStopSec"][0]) > config.general.shutdown_grace + 5
 
 
-def test_the_unit_lets_the_gateway_write_where_the_example_config_writes() -> None:
+def test_the_unit_lets_the_gateway_write_where_the_example_config_writes(tmp_path: Path) -> None:
     unit = unit_settings()
     writable = [PurePosixPath(p) for p in unit["ReadWritePaths"][0].split()]
     writable.append(PurePosixPath("/run") / unit["RuntimeDirectory"][0])
-    general = load_config(EXAMPLE).general
+    general = load_example(tmp_path).general
     for path in (general.database, general.media_dir, general.incoming_dir, general.control_socket):
         assert any(PurePosixPath(path).is_relative_to(folder) for folder in writable), path
     assert PurePosixPath(general.database).is_relative_to(PurePosixPath("/var/lib") / unit["StateDirectory"][0])

@@ -5,6 +5,7 @@ Each change is written to the store first, then published on the event bus.
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from ..background import Background
@@ -15,6 +16,8 @@ from ..model.profiles import BUDDY_ADDED, BUDDY_NONE, BUDDY_PENDING, Contact, Pr
 from ..network.driver import NetworkDriver
 from .registry import Accounts
 from .store import Store
+
+log = logging.getLogger("fastagi.manager")
 
 
 class Contacts:
@@ -74,7 +77,8 @@ class Contacts:
         await self._check(account, handle)
         if self.is_blocked(account, handle):
             raise SkypeError(errors.NOT_AUTHORIZED, f"{handle} is blocked by {account}; unblock with user-set-block")
-        chat = self._store.open_chat(account, handle) or f"#{account}/${handle};{secrets.token_hex(8)}"
+        chat = (self._network.chat_name(account, handle) or self._store.open_chat(account, handle)
+                or f"#{account}/${handle};{secrets.token_hex(8)}")
         await self._network.send_chat_message(account, handle, chat, body)
         message_id = self._store.add_message(account, chat, handle, account, body, "outgoing")
         self._bus.publish(ChatMessage(account, chat, account, self.display_name(account, account), handle, body,
@@ -93,10 +97,13 @@ class Contacts:
         await self._network.check_user(account, handle)
 
     # -- what arrives from the network ---------------------------------------------
-    def chat_message_received(self, account: str, sender: str, chat_name: str, body: str) -> None:
+    def chat_message_received(self, account: str, sender: str, chat_name: str, body: str, network_id: str = "") -> None:
         if self.is_blocked(account, sender):
             raise SkypeError(errors.NOT_AUTHORIZED, f"{account} does not accept messages from {sender}")
-        message_id = self._store.add_message(account, chat_name, sender, sender, body, "incoming")
+        message_id = self._store.add_message(account, chat_name, sender, sender, body, "incoming", network_id)
+        if message_id is None:
+            log.info("%s: message %s from %s arrived again; dropped", account, network_id, sender)
+            return
         self._bus.publish(ChatMessage(account, chat_name, sender, self.display_name(account, sender), account, body,
                                       message_id, "incoming"))
 
@@ -117,6 +124,13 @@ class Contacts:
         if self._store.contact(account, sender).buddy == BUDDY_PENDING:
             self._store.set_contact(account, sender, buddy=BUDDY_ADDED if accepted else BUDDY_NONE)
             self.publish_buddy(account, sender)
+
+    def roster_changed(self, account: str, handle: str, buddy: int, authorized: bool) -> None:
+        """The network's own contact list changed: the store follows it, and a change is published."""
+        contact = self._store.contact(account, handle)
+        if (contact.buddy, contact.authorized) != (buddy, authorized):
+            self._store.set_contact(account, handle, buddy=buddy, authorized=authorized)
+            self.publish_buddy(account, handle)
 
     def publish_buddy(self, account: str, handle: str) -> None:
         """Publish how `handle` stands with `account` now (`SkypeBuddyStatus`)."""

@@ -30,14 +30,17 @@ class AccountEndpoint:
     def presence_changed(self, handle: str) -> None:
         self._contacts.publish_buddy(self.account, handle)
 
-    def chat_message(self, sender: str, chat_name: str, body: str) -> None:
-        self._contacts.chat_message_received(self.account, sender, chat_name, body)
+    def chat_message(self, sender: str, chat_name: str, body: str, message_id: str = "") -> None:
+        self._contacts.chat_message_received(self.account, sender, chat_name, body, message_id)
 
     def auth_request(self, sender: str, text: str) -> None:
         self._contacts.auth_request_received(self.account, sender, text)
 
     def auth_reply(self, sender: str, accepted: bool) -> None:
         self._contacts.auth_reply_received(self.account, sender, accepted)
+
+    def roster_changed(self, handle: str, buddy: int, authorized: bool) -> None:
+        self._contacts.roster_changed(self.account, handle, buddy, authorized)
 
     def file(self, sender: str, file_name: str, source: Path) -> None:
         self._deliveries.file_received(self.account, sender, file_name, source)

@@ -58,11 +58,20 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute({"normal": "PRAGMA synchronous=NORMAL", "full": "PRAGMA synchronous=FULL"}[sync])
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._contacts: dict[tuple[str, str], Contact] = {}
         self._open_chats: dict[tuple[str, str], str | None] = {}
         self._balances: dict[str, tuple[int, str]] = {
             row["name"]: (row["balance"], row["currency"]) for row in self._rows("SELECT * FROM accounts")
         }
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier version up to this schema."""
+        columns = {row["name"] for row in self._rows("PRAGMA table_info(messages)")}
+        if "network_id" not in columns:
+            self._write("ALTER TABLE messages ADD COLUMN network_id TEXT NOT NULL DEFAULT ''")
+        self._write("CREATE UNIQUE INDEX IF NOT EXISTS messages_network_id ON messages (account, network_id) "
+                    "WHERE network_id != ''")
 
     def close(self) -> None:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -171,21 +180,35 @@ class Store:
     def chats(self, account: str) -> list[sqlite3.Row]:
         return self._rows("SELECT * FROM chats WHERE account = ? ORDER BY created", (account,))
 
-    def add_message(self, account: str, chat: str, partner: str, sender: str, body: str, direction: str) -> int:
-        """Store a message and (re)open its chat with `partner`, in one transaction; returns the message's id."""
-        if self._open_chats.get((account, partner), "") != chat:  # the newest open chat may change
-            self._open_chats.pop((account, partner), None)
+    def add_message(
+        self, account: str, chat: str, partner: str, sender: str, body: str, direction: str, network_id: str = ""
+    ) -> int | None:
+        """Store a message and (re)open its chat with `partner`, in one transaction; returns the message's id.
+
+        None when a message with the same `network_id` is already stored (nothing is written).
+        """
         now = time.time()
-        with self._db:
+        self._db.execute("BEGIN IMMEDIATE")  # autocommit connection: the two writes are one transaction here
+        try:
+            cur = self._db.execute(
+                "INSERT INTO messages (account, chat, sender, body, direction, created, network_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (account, chat, sender, body, direction, now, network_id),
+            )
+            if cur.rowcount == 0:
+                self._db.execute("ROLLBACK")
+                return None
             self._db.execute(
                 "INSERT INTO chats (account, name, partner, created) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(account, name) DO UPDATE SET left_at = NULL",
                 (account, chat, partner, now),
             )
-            cur = self._db.execute(
-                "INSERT INTO messages (account, chat, sender, body, direction, created) VALUES (?, ?, ?, ?, ?, ?)",
-                (account, chat, sender, body, direction, now),
-            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        if self._open_chats.get((account, partner), "") != chat:  # the newest open chat may have changed
+            self._open_chats.pop((account, partner), None)
         return int(cur.lastrowid or 0)
 
     def messages(self, account: str, chat: str | None = None) -> list[sqlite3.Row]:

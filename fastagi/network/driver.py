@@ -32,14 +32,21 @@ class Endpoint(Protocol):
     def presence_changed(self, handle: str) -> None:
         """A contact's presence or name changed (`NetworkDriver.known` has it now)."""
 
-    def chat_message(self, sender: str, chat_name: str, body: str) -> None:
-        """A message from `sender`; raises SkypeError(not_authorized) when refused."""
+    def chat_message(self, sender: str, chat_name: str, body: str, message_id: str = "") -> None:
+        """A message from `sender`; raises SkypeError(not_authorized) when refused.
+
+        `message_id` is the network's id of the message, when it has one: a message that
+        arrives again with the same id (after a reconnect) is dropped.
+        """
 
     def auth_request(self, sender: str, text: str) -> None:
         """`sender` asks to be added; the account's auth_policy decides."""
 
     def auth_reply(self, sender: str, accepted: bool) -> None:
         """`sender` answered this account's buddy request."""
+
+    def roster_changed(self, handle: str, buddy: int, authorized: bool) -> None:
+        """The network's contact list says this of `handle` now (a live network keeps the list itself)."""
 
     def file(self, sender: str, file_name: str, source: Path) -> None:
         """`sender` sends a file; the endpoint stores its own copy."""
@@ -90,6 +97,9 @@ class NetworkDriver(Protocol):
 
     async def profile(self, account: str, handle: str) -> Profile:
         """`handle`'s profile and presence, asked of the network; SkypeError(unknown_user) when there is none."""
+
+    def chat_name(self, account: str, handle: str) -> str | None:
+        """The network's own name for the account's chat with `handle`; None: the gateway names it (Skype style)."""
 
     async def send_chat_message(self, account: str, handle: str, chat_name: str, body: str) -> None: ...
 

@@ -188,6 +188,9 @@ class EmbeddedNetwork:
         return profile
 
     # -- chat, buddies, SMS, files ---------------------------------------------
+    def chat_name(self, account: str, handle: str) -> str | None:
+        return None  # Skype's own: a new chat after the account left the last one
+
     async def send_chat_message(self, account: str, handle: str, chat_name: str, body: str) -> None:
         self._require(handle)
         endpoint = self._endpoints.get(handle)
