@@ -6,10 +6,10 @@ from ..model import errors
 from ..model.calls import CallEvent
 from ..model.capabilities import Feature
 from .context import ActionContext
-from .registry import Argument, ListResult, Row, action, call_id, dtmf, skype_name
+from .registry import Argument, ListResult, Row, action, call_id, dtmf, user_name
 
 CALL = Argument("call-id", "the call", call_id)
-USER = Argument("user-name", "the Skype user", skype_name)
+USER = Argument("user-name", "the user: a Skype name, or a bare JID on XMPP", user_name)
 CALL_ERRORS = (errors.UNKNOWN_CALL, errors.INVALID_CALL_STATUS)
 
 
@@ -63,7 +63,7 @@ async def call_vm(ctx: ActionContext, call_id: int) -> None:
 
 
 @action("call-conference", "Add a Skype user to a call in progress; returns the new call's id.",
-        arguments=(CALL, Argument("conference-user-name", "the Skype user to add", skype_name)),
+        arguments=(CALL, Argument("conference-user-name", "the user to add", user_name)),
         returns=("conference-call-id",), errors=(*CALL_ERRORS, errors.UNKNOWN_USER, errors.NOT_AUTHORIZED),
         needs=Feature.CONFERENCE)
 async def call_conference(ctx: ActionContext, call_id: int, conference_user_name: str) -> dict[str, object]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ..model import errors
 from ..model.capabilities import Feature
 from .context import ActionContext
-from .registry import Argument, action, file_name, phone, skype_name, text
+from .registry import Argument, action, file_name, phone, user_name, text
 
-USER = Argument("user-name", "the Skype user", skype_name)
+USER = Argument("user-name", "the user: a Skype name, or a bare JID on XMPP", user_name)
 
 
 @action("chatmessage-send", "Send a chat message to a user, in the open dialog chat or a new one.",

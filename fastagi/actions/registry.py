@@ -19,6 +19,8 @@ from ..model.errors import SkypeError
 from ..model.profiles import SKYPE_NAME
 
 # -- validators: text in, value out, ValueError with a reason ---------------------
+_BARE_JID = re.compile(r"^[^@/\s\"&'<>:]{1,1023}@[^@/\s]{1,1023}$")
+"""user@domain, no resource: what an XMPP account calls a user (the network checks it further)."""
 _DTMF = re.compile(r"^[0-9*#]{1,32}$")
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 
@@ -29,9 +31,11 @@ def text(value: str) -> str:
     return value
 
 
-def skype_name(value: str) -> str:
-    if not SKYPE_NAME.match(value):
-        raise ValueError("is not a Skype name (a letter, then letters, digits or . , - _ :)")
+def user_name(value: str) -> str:
+    """A user of the account's network: a Skype name (embedded), or a bare JID (XMPP)."""
+    if not (SKYPE_NAME.match(value) or _BARE_JID.match(value)):
+        raise ValueError("is not a user name (a Skype name: a letter, then letters, digits or . , - _ :; "
+                         "or a bare JID such as bob@example.org)")
     return value
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ..model import errors
 from ..model.capabilities import Feature
 from .context import ActionContext
-from .registry import Argument, action, boolean, skype_name
+from .registry import Argument, action, boolean, user_name
 
-USER = Argument("user-name", "the Skype user", skype_name)
+USER = Argument("user-name", "the user: a Skype name, or a bare JID on XMPP", user_name)
 
 
 def _status(doc: str) -> Argument:

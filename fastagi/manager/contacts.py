@@ -125,11 +125,12 @@ class Contacts:
             self._store.set_contact(account, sender, buddy=BUDDY_ADDED if accepted else BUDDY_NONE)
             self.publish_buddy(account, sender)
 
-    def roster_changed(self, account: str, handle: str, buddy: int, authorized: bool) -> None:
-        """The network's own contact list changed: the store follows it, and a change is published."""
+    def contact_changed(self, account: str, handle: str, **flags: int | bool | None) -> None:
+        """The network's own contact or block list changed: the store follows it, and a change is published."""
+        given = {name: value for name, value in flags.items() if value is not None}
         contact = self._store.contact(account, handle)
-        if (contact.buddy, contact.authorized) != (buddy, authorized):
-            self._store.set_contact(account, handle, buddy=buddy, authorized=authorized)
+        if any(getattr(contact, name) != value for name, value in given.items()):
+            self._store.set_contact(account, handle, **given)
             self.publish_buddy(account, handle)
 
     def publish_buddy(self, account: str, handle: str) -> None:

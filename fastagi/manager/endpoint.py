@@ -39,8 +39,9 @@ class AccountEndpoint:
     def auth_reply(self, sender: str, accepted: bool) -> None:
         self._contacts.auth_reply_received(self.account, sender, accepted)
 
-    def roster_changed(self, handle: str, buddy: int, authorized: bool) -> None:
-        self._contacts.roster_changed(self.account, handle, buddy, authorized)
+    def contact_changed(self, handle: str, *, buddy: int | None = None, authorized: bool | None = None,
+                        blocked: bool | None = None) -> None:
+        self._contacts.contact_changed(self.account, handle, buddy=buddy, authorized=authorized, blocked=blocked)
 
     def file(self, sender: str, file_name: str, source: Path) -> None:
         self._deliveries.file_received(self.account, sender, file_name, source)

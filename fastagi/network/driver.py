@@ -45,8 +45,9 @@ class Endpoint(Protocol):
     def auth_reply(self, sender: str, accepted: bool) -> None:
         """`sender` answered this account's buddy request."""
 
-    def roster_changed(self, handle: str, buddy: int, authorized: bool) -> None:
-        """The network's contact list says this of `handle` now (a live network keeps the list itself)."""
+    def contact_changed(self, handle: str, *, buddy: int | None = None, authorized: bool | None = None,
+                        blocked: bool | None = None) -> None:
+        """The network's own contact or block list says this of `handle` now (a live network keeps them)."""
 
     def file(self, sender: str, file_name: str, source: Path) -> None:
         """`sender` sends a file; the endpoint stores its own copy."""

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import JID, InvalidJID
+from slixmpp.plugins.xep_0198.stanza import RequestAck
 
 from ...model import errors
 from ...model.errors import SkypeError
@@ -34,6 +35,9 @@ from . import mapping
 log = logging.getLogger("fastagi.network.xmpp")
 
 PLUGINS = ("xep_0030", "xep_0066", "xep_0054", "xep_0191", "xep_0198", "xep_0199", "xep_0363", "xep_0359")
+NO_AUTOMATIC_ACK_REQUESTS = {"window": 2**31}
+"""slixmpp's own ack request leaves ahead of the stanza it follows (it bypasses the send queue),
+so it never covers that stanza: `send_confirmed` queues its request behind the stanza instead."""
 MAX_BODY = 65536
 """Characters of a received message kept; the rest is cut (a peer may send megabytes)."""
 
@@ -118,12 +122,11 @@ class XmppAccount:
         client.enable_direct_tls = settings.xmpp_tls == "direct"
         client.enable_plaintext = settings.xmpp_tls == "none"
         if settings.xmpp_tls == "none":
-            client["feature_mechanisms"].unencrypted_scram = True  # only to a loopback server (config checks)
+            client.plugin["feature_mechanisms"].unencrypted_scram = True  # only to a loopback server (config checks)
         if settings.xmpp_ca_file is not None:
             client.ca_certs = settings.xmpp_ca_file
         for plugin in PLUGINS:
-            client.register_plugin(plugin)
-        client["xep_0198"].window = 1  # ask for an ack after each stanza: a request waits for its own
+            client.register_plugin(plugin, pconfig=NO_AUTOMATIC_ACK_REQUESTS if plugin == "xep_0198" else None)
         client.auto_authorize = None  # buddy requests are the account's to answer (auth_policy)
         client.auto_subscribe = False
         for event, handler in (
@@ -132,8 +135,9 @@ class XmppAccount:
             ("connection_failed", self._connection_failed), ("session_end", self._session_end),
             ("stanza_acked", self._acked), ("message", self._message),
             ("presence_subscribe", self._subscribe), ("presence_subscribed", self._subscribed),
-            ("presence_unsubscribed", self._unsubscribed), ("presence_available", self._available),
-            ("presence_unavailable", self._unavailable), ("roster_update", self._roster_update),
+            ("presence_unsubscribed", self._unsubscribed), ("presence", self._presence),
+            ("roster_update", self._roster_update), ("blocked", self._block_pushed),
+            ("unblocked", self._unblock_pushed), ("message_error", self._message_error),
         ):
             client.add_event_handler(event, handler)
         return client
@@ -181,6 +185,7 @@ class XmppAccount:
             log.warning("XMPP account %s: roster not received (%s)", self.name, exc)
         self.client.send_presence()
         self._set_state("ONLINE")
+        await self._read_block_list()
         await self._discover_upload()
 
     def _resumed(self, _: Any) -> None:
@@ -218,9 +223,18 @@ class XmppAccount:
         """The stream could not be resumed: what was not acked is lost, so its requests fail."""
         self._fail_waiting("the connection to the server was lost before it confirmed the request")
 
+    async def _read_block_list(self) -> None:
+        try:
+            blocked = await self.client.plugin["xep_0191"].get_blocked_jids(timeout=self._timing.timeout)
+        except (IqError, IqTimeout) as exc:
+            log.info("XMPP account %s: no block list (%s)", self.name, exc)
+            return
+        for jid in blocked:
+            self._endpoint.contact_changed(jid.bare, blocked=True)
+
     async def _discover_upload(self) -> None:
         try:
-            info = await self.client["xep_0363"].find_upload_service(timeout=self._timing.timeout)
+            info = await self.client.plugin["xep_0363"].find_upload_service(timeout=self._timing.timeout)
         except (IqError, IqTimeout) as exc:
             log.info("XMPP account %s: no upload service found (%s)", self.name, exc)
             info = None
@@ -238,16 +252,17 @@ class XmppAccount:
         self.require_online()
         if not stanza["id"]:
             stanza["id"] = self.client.new_id()
-        stream_managed = self.client["xep_0198"].enabled_out
+        stream_managed = self.client.plugin["xep_0198"].enabled_out
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if stream_managed:
             self._acks[stanza["id"]] = waiter
         try:
             stanza.send()
             if stream_managed:
+                self.client.send(RequestAck(self.client), use_filters=False)
                 await asyncio.wait_for(waiter, self._timing.timeout)
             else:
-                await self.client["xep_0199"].ping(jid=self.jid.domain, timeout=self._timing.timeout)
+                await self.client.plugin["xep_0199"].ping(jid=self.jid.domain, timeout=self._timing.timeout)
         except (asyncio.TimeoutError, IqTimeout):
             raise SkypeError(errors.NETWORK_UNAVAILABLE,
                              f"the XMPP server did not confirm {what} within {self._timing.timeout:g} s") from None
@@ -309,20 +324,18 @@ class XmppAccount:
     def _unsubscribed(self, presence: Any) -> None:
         self._endpoint.auth_reply(presence["from"].bare, False)
 
-    def _available(self, presence: Any) -> None:
+    def _presence(self, presence: Any) -> None:
+        """A contact's resource came, changed or went (slixmpp names its event after `show`, so it is read here)."""
+        kind = presence.xml.get("type")
         sender = presence["from"]
-        if sender.bare == self.jid.bare:
+        if kind not in (None, "unavailable") or sender.bare == self.jid.bare:
             return
         contact = self.contacts.setdefault(sender.bare, Presence())
-        self._presence_changed(sender.bare, contact, lambda: contact.resources.__setitem__(
-            sender.resource, (int(presence["priority"] or 0), presence["show"] or "", presence["status"] or "")))
-
-    def _unavailable(self, presence: Any) -> None:
-        sender = presence["from"]
-        if sender.bare == self.jid.bare:
-            return
-        contact = self.contacts.setdefault(sender.bare, Presence())
-        self._presence_changed(sender.bare, contact, lambda: contact.resources.pop(sender.resource, None))
+        if kind is None:
+            state = (int(presence["priority"] or 0), presence["show"] or "", presence["status"] or "")
+            self._presence_changed(sender.bare, contact, lambda: contact.resources.__setitem__(sender.resource, state))
+        else:
+            self._presence_changed(sender.bare, contact, lambda: contact.resources.pop(sender.resource, None))
 
     def _presence_changed(self, handle: str, contact: Presence, change: Callable[[], None]) -> None:
         before = contact.status() if contact.seen else None
@@ -331,19 +344,32 @@ class XmppAccount:
         if contact.status() != before:
             self._endpoint.presence_changed(handle)
 
+    def _block_pushed(self, iq: Any) -> None:
+        for item in iq["block"]["items"]:
+            self._endpoint.contact_changed(JID(item["jid"]).bare, blocked=True)
+
+    def _unblock_pushed(self, iq: Any) -> None:
+        for item in iq["unblock"]["items"]:
+            self._endpoint.contact_changed(JID(item["jid"]).bare, blocked=False)
+
+    def _message_error(self, message: Any) -> None:
+        error = message["error"]
+        log.info("XMPP account %s: a message to %s came back: %s %s", self.name, message["from"].bare,
+                 error["condition"], error["text"] or "")
+
     def _roster_update(self, iq: Any) -> None:
         for jid, item in iq["roster"]["items"].items():
             handle = JID(jid).bare
             if item["subscription"] == "remove":
                 self.contacts.pop(handle, None)
-                self._endpoint.roster_changed(handle, mapping.buddy_status("none", False), False)
+                self._endpoint.contact_changed(handle, buddy=mapping.buddy_status("none", False), authorized=False)
                 continue
             contact = self.contacts.setdefault(handle, Presence())
             contact.name = item["name"] or ""
             contact.subscription = item["subscription"] or "none"
             contact.pending_out = item["ask"] == "subscribe"
-            self._endpoint.roster_changed(handle, mapping.buddy_status(contact.subscription, contact.pending_out),
-                                          mapping.authorized(contact.subscription))
+            self._endpoint.contact_changed(handle, buddy=mapping.buddy_status(contact.subscription, contact.pending_out),
+                                           authorized=mapping.authorized(contact.subscription))
 
 
 def _message_id(message: Any, own: JID) -> str:

@@ -93,7 +93,7 @@ class XmppNetwork:
         connection = self._accounts[account]
         try:
             reply = await connection.query(
-                lambda **kw: connection.client["xep_0054"].get_vcard(jid, local=False, cached=False, **kw),
+                lambda **kw: connection.client.plugin["xep_0054"].get_vcard(jid, local=False, cached=False, **kw),
                 f"the vCard query for {jid}")
             vcard = reply["vcard_temp"].xml
         except IqError as exc:
@@ -140,7 +140,7 @@ class XmppNetwork:
     async def set_blocked(self, account: str, handle: str, blocked: bool) -> None:
         connection = self._accounts[account]
         jid = bare_jid(handle)
-        blocking = connection.client["xep_0191"]
+        blocking = connection.client.plugin["xep_0191"]
         request = blocking.block if blocked else blocking.unblock
         try:
             await connection.query(lambda **kw: request(jid, **kw), f"the block list change for {jid}")
@@ -163,7 +163,7 @@ class XmppNetwork:
         content_type = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
         try:
             with open(source, "rb") as data:
-                url = await asyncio.wait_for(connection.client["xep_0363"].upload_file(
+                url = await asyncio.wait_for(connection.client.plugin["xep_0363"].upload_file(
                     file_name, content_type=content_type, input_file=data, timeout=self._timing.timeout),
                     self._timing.timeout * 3)
         except UploadServiceNotFound:
