@@ -10,7 +10,7 @@ import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .actions import ACTIONS  # noqa: F401 - declares every action
 from .actions.context import MediaSettings
@@ -39,10 +39,10 @@ from .model.profiles import Profile
 from .network.driver import NetworkDriver
 from .network.embedded import EmbeddedNetwork, ScriptedUser, Timing
 from .network.router import Networks
-from .network.xmpp.account import Timing as XmppTiming
-from .network.xmpp.account import XmppSettings
-from .network.xmpp.network import XmppNetwork
 from .status import GatewayStatus
+
+if TYPE_CHECKING:
+    from .network.xmpp.network import XmppNetwork
 
 log = logging.getLogger("fastagi")
 
@@ -72,6 +72,19 @@ def greeting_voice(name: str, path: Path) -> Callable[[], AudioPort] | None:
     return lambda: PlaybackPort(WavPlayer(samples, loop=True))
 
 
+def xmpp_network(config: Config) -> XmppNetwork | None:
+    """The XMPP network of the accounts with `network = xmpp`, if any (slixmpp is imported only then)."""
+    sections = {name: section for name, section in config.accounts.items() if section.network == "xmpp"}
+    if not sections:
+        return None
+    from .network.xmpp.account import Timing, XmppSettings
+    from .network.xmpp.network import XmppNetwork
+
+    general = config.general
+    accounts = {name: settings(XmppSettings, section) for name, section in sections.items()}
+    return XmppNetwork(accounts, Path(general.incoming_dir), Timing(general.network_timeout))
+
+
 class Gateway:
     """Everything `serve` runs: FastAGI, AudioSocket and control servers, AMI, account manager, network, media."""
 
@@ -92,11 +105,8 @@ class Gateway:
             sms_price=general.sms_price,
             timing=Timing(ring_timeout=general.ring_timeout),
         )
-        drivers: list[NetworkDriver] = [self.embedded]
-        xmpp = {name: settings(XmppSettings, s) for name, s in config.accounts.items() if s.network == "xmpp"}
-        self.xmpp = XmppNetwork(xmpp, Path(general.incoming_dir), XmppTiming(general.network_timeout)) if xmpp else None
-        if self.xmpp is not None:
-            drivers.append(self.xmpp)
+        self.xmpp = xmpp_network(config)
+        drivers: list[NetworkDriver] = [self.embedded] if self.xmpp is None else [self.embedded, self.xmpp]
         self.networks = Networks(drivers, {name: s.network for name, s in config.accounts.items()})
         accounts = [
             Account(name, profiles[name], s.currency, s.auth_policy, s.voicemail, s.unanswered, s.network)
