@@ -69,9 +69,14 @@ class StatusCollector(Collector):
         yield CounterMetricFamily(f"{NAMESPACE}_agi_connections_refused", "AGI connections refused (permit, max_connections)",
                                   value=status.agi_refused)
         calls = GaugeMetricFamily(f"{NAMESPACE}_calls_active", "Live Skype calls, by account", labels=("account",))
+        online = GaugeMetricFamily(f"{NAMESPACE}_account_online",
+                                   "1 while the account is connected to its network, by account and network",
+                                   labels=("account", "network"))
         for account in status.accounts():
             calls.add_metric((account.name,), account.calls)
+            online.add_metric((account.name, account.network), float(account.status == "ONLINE"))
         yield calls
+        yield online
         ami = status.ami
         if ami is not None:
             for attribute, family, name, doc in AMI_READINGS:

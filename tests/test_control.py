@@ -74,18 +74,18 @@ def test_show_accounts_table_and_json(tmp_path: Path) -> None:
             code, out, err = await cli(server, "show", "accounts")
             assert (code, err) == (0, "")
             assert out == (
-                "Account  Status  Fullname       Balance  Currency  Calls  Auth policy\n"
-                "alice    ONLINE  Alice Example     1050  EUR           0  ask\n"
-                "bob      ONLINE  Bob Builder          5  USD           0  allow\n"
+                "Account  Network   Status  Fullname       Balance  Currency  Calls  Auth policy\n"
+                "alice    embedded  ONLINE  Alice Example     1050  EUR           0  ask\n"
+                "bob      embedded  ONLINE  Bob Builder          5  USD           0  allow\n"
                 "2 accounts\n"
             )
             config = str(tmp_path / "skype-fastagi.conf")  # the socket's path read from the config file
             code, out, _ = await asyncio.to_thread(_cli, ["show", "accounts", "--json", "--config", config])
             assert code == 0
             assert json.loads(out) == [
-                {"account": "alice", "status": "ONLINE", "fullname": "Alice Example", "balance": 1050,
+                {"account": "alice", "network": "embedded", "status": "ONLINE", "fullname": "Alice Example", "balance": 1050,
                  "currency": "EUR", "calls": 0, "auth_policy": "ask"},
-                {"account": "bob", "status": "ONLINE", "fullname": "Bob Builder", "balance": 5,
+                {"account": "bob", "network": "embedded", "status": "ONLINE", "fullname": "Bob Builder", "balance": 5,
                  "currency": "USD", "calls": 0, "auth_policy": "allow"},
             ]
     run(body())

@@ -105,6 +105,7 @@ def test_gauges_show_running_sessions_live_calls_and_the_media_clock(tmp_path: P
             assert value(samples, "skype_fastagi_agi_sessions_active") == 0.0
             assert value(samples, "skype_fastagi_calls_active", account="alice") == 1.0
             assert value(samples, "skype_fastagi_calls_active", account="bob") == 0.0
+            assert value(samples, "skype_fastagi_account_online", account="alice", network="embedded") == 1.0
             assert ticks_before <= value(samples, "skype_fastagi_media_ticks_total") <= gateway.media.ticks
             assert value(samples, "skype_fastagi_media_late_ticks_total") is not None
             assert not any(name.startswith("skype_fastagi_ami_") for name, _ in samples)  # no AMI in this gateway

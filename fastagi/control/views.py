@@ -18,8 +18,9 @@ def timestamp(when: float) -> str:
 
 
 def accounts(status: GatewayStatus) -> Table:
-    rows = [(a.name, a.status, a.fullname, a.balance, a.currency, a.calls, a.auth_policy) for a in status.accounts()]
-    return Table(("account", "status", "fullname", "balance", "currency", "calls", "auth_policy"), rows)
+    rows = [(a.name, a.network, a.status, a.fullname, a.balance, a.currency, a.calls, a.auth_policy)
+            for a in status.accounts()]
+    return Table(("account", "network", "status", "fullname", "balance", "currency", "calls", "auth_policy"), rows)
 
 
 def calls(status: GatewayStatus) -> Table:
