@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ from fastagi.ami import userevents  # noqa: E402
 from fastagi.app import Gateway, with_ports  # noqa: E402
 from fastagi.config import load_config  # noqa: E402
 from fastagi.model.events import Event  # noqa: E402
+
+import pytest  # noqa: E402
 
 ACCOUNTS = """
 [alice]
@@ -130,9 +134,10 @@ class Recorder:
         self.events.append(seen(event))
         self._changed.set()
 
-    async def wait(self, predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    async def wait(self, predicate, timeout: float = 5.0, since: int = 0):  # type: ignore[no-untyped-def]
+        """The first event from index `since` on that matches, waiting up to `timeout` for it."""
         async def first():  # type: ignore[no-untyped-def]
-            seen = 0
+            seen = since
             while True:
                 for event in self.events[seen:]:
                     if predicate(event):
@@ -150,3 +155,34 @@ class Recorder:
     async def status(self, account: str, call_id: int | str, status: str, timeout: float = 5.0):  # type: ignore[no-untyped-def]
         return await self.wait(lambda e: e.kind == "CallStatus" and e.account == account
                                and e.fields["CallID"] == str(call_id) and e.fields["Status"] == status, timeout)
+
+
+# -- XMPP ------------------------------------------------------------------------------------
+_names = itertools.count(1)
+
+
+def unique(name: str) -> str:
+    """A user name no other test of this run has taken on the shared server."""
+    return f"{name}{next(_names)}"
+
+
+@pytest.fixture(scope="session")
+def prosody():  # type: ignore[no-untyped-def]
+    """The tests' Prosody, started once per run; skipped (or failed, in CI) without the package."""
+    from xmpp.server import Prosody, available
+
+    if not available():
+        if os.environ.get("SKYPE_FASTAGI_REQUIRE_XMPP") == "1":
+            pytest.fail("Prosody is not installed, and SKYPE_FASTAGI_REQUIRE_XMPP=1 requires it")
+        pytest.skip("Prosody is not installed (apt-get install prosody): the XMPP tests are skipped")
+    server = Prosody()
+    server.start()
+    yield server
+    server.remove()
+
+
+def xmpp_account(server, name: str, jid: str, password: str = "secret", **keys: str) -> str:  # type: ignore[no-untyped-def]
+    """A `network = xmpp` account section of the gateway's config, on the tests' Prosody (STARTTLS, its CA)."""
+    lines = {"type": "account", "network": "xmpp", "jid": jid, "password": password, "xmpp_server": "127.0.0.1",
+             "xmpp_port": str(server.c2s_port), "xmpp_ca_file": str(server.ca_file), **keys}
+    return f"\n[{name}]\n" + "".join(f"{key} = {value}\n" for key, value in lines.items())

@@ -4,7 +4,7 @@ How the Skype model maps (the contract's "Live networks"): a buddy request is a 
 subscription, `user-set-auth` answers one, blocking is XEP-0191, a profile is the
 contact's vCard with its presence, a chat message is a `<message type='chat'>` in a
 chat named after the contact, a file is uploaded with XEP-0363 and sent as a link
-(XEP-0066). SMS and a prepaid balance do not exist on XMPP, and calls come with Jingle:
+(XEP-0066). SMS and prepaid balance do not exist on XMPP, and calls come with Jingle:
 those actions are `not_supported`.
 """
 
