@@ -11,6 +11,7 @@ from typing import AsyncIterator
 import aiohttp
 
 from conftest import Dialplan, Recorder, run, running_gateway, unique, xmpp_account
+from doubles.ami_server import AmiServer
 from fastagi.app import Gateway
 from xmpp.peers import Got, Peer, peer
 from xmpp.server import Prosody
@@ -98,4 +99,156 @@ def test_sms_and_balance_are_not_supported_and_list_registered_shows_both_networ
             listed = await dial("alice", "list-registered")
             assert (listed["SKYPE_REGISTERED_COUNT"], listed["SKYPE_REGISTERED_1"], listed["SKYPE_REGISTERED_2"]) == (
                 "2", "alice", "demo")
+    run(body())
+
+
+# -- events into Asterisk --------------------------------------------------------------------
+def ami_config(port: int) -> str:
+    return (f"\n[ami]\nenabled = yes\nport = {port}\nusername = skype\nsecret = skypesecret\n"
+            "events_context = skype-events\nping_interval = 0.2\nping_timeout = 0.5\n")
+
+
+async def user_event(ami: AmiServer, name: str, timeout: float = 5.0, **fields: str) -> dict[str, str]:
+    """The first UserEvent `name` the AMI double received with these fields, as a dict."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        for action in ami.actions("UserEvent"):
+            headers = dict(action.headers)
+            if headers.get("UserEvent") == name and all(headers.get(k) == v for k, v in fields.items()):
+                return headers
+        assert asyncio.get_running_loop().time() < deadline, f"no {name} {fields}"
+        await asyncio.sleep(0.02)
+
+
+def test_a_peers_message_becomes_a_user_event_and_runs_the_events_context(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        ami = AmiServer()
+        await ami.start()
+        bob = await peer(prosody, unique("bob"))
+        try:
+            async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice")),
+                                  extra=ami_config(ami.port)) as (gw, _, _rec):
+                alice = gw.xmpp.account("alice").jid.bare
+                bob.send_message(mto=alice, mbody="line one\nEvent: forged", mtype="chat")
+                event = await user_event(ami, "SkypeChatMessage", From=bob.boundjid.bare)
+                assert event["Account"] == "alice" and event["Direction"] == "incoming"
+                assert event["Body"] == "line one\\nEvent: forged"  # one header line, as every UserEvent value
+                assert event["ChatName"] == f"#alice/${bob.boundjid.bare}"
+                [script] = [o for o in ami.actions("Originate") if "chatmessage-incoming-received" in o.get("Channel")]
+                assert dict(script.variables())["SKYPE_USER_NAME"] == bob.boundjid.bare
+                await user_event(ami, "SkypeAccountStatus", Account="alice", Status="ONLINE")
+        finally:
+            await bob.close()
+            await ami.stop()
+    run(body())
+
+
+def test_buddy_requests_both_ways_with_peers_that_accept_refuse_and_ask(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        ami = AmiServer()
+        await ami.start()
+        accepting = await peer(prosody, unique("carol"), on_subscribe="accept")
+        refusing = await peer(prosody, unique("dave"), on_subscribe="refuse")
+        asking = await peer(prosody, unique("erin"))
+        try:
+            async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice")),
+                                  extra=ami_config(ami.port)) as (gw, dial, _rec):
+                alice = gw.xmpp.account("alice").jid.bare
+                for contact in (accepting, refusing):
+                    added = await dial("alice", "user-set-buddy", user_name=contact.boundjid.bare, status="True")
+                    assert added["SKYPE_STATUS"] == "SUCCESS"
+                    assert (await contact.next(lambda g: g.kind == "subscribe")).sender == alice
+                await user_event(ami, "SkypeBuddyStatus", User=accepting.boundjid.bare, BuddyStatus="2", IsAuthorized="True")
+                await user_event(ami, "SkypeBuddyStatus", User=refusing.boundjid.bare, BuddyStatus="0")
+                user = await dial("alice", "get-user", user_name=accepting.boundjid.bare)
+                assert (user["SKYPE_USER_BUDDYSTATUS"], user["SKYPE_USER_ISAUTHORIZED"]) == ("2", "True")
+
+                asking.send_presence(pto=alice, ptype="subscribe", pstatus="it's Erin")
+                request = await user_event(ami, "SkypeAuthRequest", From=asking.boundjid.bare)
+                assert request["Text"] == "it's Erin"
+                answered = await dial("alice", "user-set-auth", user_name=asking.boundjid.bare, status="true")
+                assert answered["SKYPE_STATUS"] == "SUCCESS"
+                assert (await asking.next(lambda g: g.kind == "subscribed")).sender == alice
+
+                removed = await dial("alice", "user-set-buddy", user_name=accepting.boundjid.bare, status="False")
+                assert removed["SKYPE_STATUS"] == "SUCCESS"
+                assert (await accepting.next(lambda g: g.kind == "unsubscribed")).sender == alice
+                await user_event(ami, "SkypeBuddyStatus", User=accepting.boundjid.bare, BuddyStatus="0")
+        finally:
+            for contact in (accepting, refusing, asking):
+                await contact.close()
+            await ami.stop()
+    run(body())
+
+
+def test_auth_policy_allow_answers_a_request_by_itself(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        asking = await peer(prosody, unique("fred"))
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice")),
+                              auth_policy="allow") as (gw, _, rec):
+            asking.send_presence(pto=gw.xmpp.account("alice").jid.bare, ptype="subscribe")
+            assert (await asking.next(lambda g: g.kind == "subscribed")).sender == gw.xmpp.account("alice").jid.bare
+            assert not [e for e in rec.events if e.kind == "AuthRequest"]
+        await asking.close()
+    run(body())
+
+
+def test_get_user_reads_the_vcard_and_the_presence(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        bob = await peer(prosody, unique("bob"), on_subscribe="accept", show="dnd", status="In a meeting")
+        await bob.publish_vcard(
+            "<FN>Bob Builder</FN><NICKNAME>Bobby</NICKNAME><BDAY>1985-03-21</BDAY><URL>https://example.org/bob</URL>"
+            "<ADR><HOME/><LOCALITY>Lyon</LOCALITY><REGION>Rhône</REGION><CTRY>France</CTRY></ADR>"
+            "<TEL><HOME/><NUMBER>+33478000000</NUMBER></TEL><TEL><WORK/><NUMBER>+33478000001</NUMBER></TEL>")
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice"))) as (gw, dial, rec):
+            await dial("alice", "user-set-buddy", user_name=bob.boundjid.bare, status="True")
+            await rec.wait(lambda e: e.kind == "BuddyStatus" and e.fields["OnlineStatus"] == "DND")
+            user = await dial("alice", "get-user", user_name=bob.boundjid.bare)
+            assert {k: v for k, v in user.items() if v and k.startswith("SKYPE_USER_")} == {
+                "SKYPE_USER_HANDLE": bob.boundjid.bare, "SKYPE_USER_FULLNAME": "Bob Builder",
+                "SKYPE_USER_DISPNAME": "Bobby", "SKYPE_USER_BIRTHDAY": "19850321", "SKYPE_USER_SEX": "UNKNOWN",
+                "SKYPE_USER_COUNTRY": "France", "SKYPE_USER_PROVINCE": "Rhône", "SKYPE_USER_CITY": "Lyon",
+                "SKYPE_USER_PHONE_HOME": "+33478000000", "SKYPE_USER_PHONE_OFFICE": "+33478000001",
+                "SKYPE_USER_HOMEPAGE": "https://example.org/bob",  # Prosody keeps no TZ (test_xmpp_mapping has it)
+                "SKYPE_USER_ONLINESTATUS": "DND", "SKYPE_USER_MOOD_TEXT": "In a meeting",
+                "SKYPE_USER_RICH_MOOD_TEXT": "In a meeting", "SKYPE_USER_ISAUTHORIZED": "True",
+                "SKYPE_USER_ISBLOCKED": "False", "SKYPE_USER_BUDDYSTATUS": "2",
+            }
+            stranger = await dial("alice", "get-user", user_name=f"{unique('nobody')}@localhost")
+            assert (stranger["SKYPE_STATUS"], stranger["SKYPE_USER_ONLINESTATUS"]) == ("SUCCESS", "UNKNOWN")
+            not_a_jid = await dial("alice", "get-user", user_name="echo123")
+            assert not_a_jid["SKYPE_ERROR"] == "unknown_user" and "not an XMPP address" in not_a_jid["SKYPE_ERROR_TEXT"]
+        await bob.close()
+    run(body())
+
+
+def test_blocking_keeps_the_peer_out_and_shows_in_get_user(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        bob = await peer(prosody, unique("bob"))
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice"))) as (gw, dial, rec):
+            alice = gw.xmpp.account("alice").jid.bare
+            blocked = await dial("alice", "user-set-block", user_name=bob.boundjid.bare, status="True")
+            assert blocked["SKYPE_STATUS"] == "SUCCESS"
+            bob.send_message(mto=alice, mbody="let me in", mtype="chat")
+            assert (await bob.next(lambda g: g.kind == "error")).condition == "service-unavailable"
+            assert (await dial("alice", "get-user", user_name=bob.boundjid.bare))["SKYPE_USER_ISBLOCKED"] == "True"
+            refused = await dial("alice", "chatmessage-send", user_name=bob.boundjid.bare, message_body="hi")
+            assert refused["SKYPE_ERROR"] == "not_authorized"
+            assert (await dial("alice", "user-set-block", user_name=bob.boundjid.bare, status="false"))["SKYPE_STATUS"] == "SUCCESS"
+            bob.send_message(mto=alice, mbody="thanks", mtype="chat")
+            await rec.wait(lambda e: e.kind == "ChatMessage" and e.fields["Body"] == "thanks")
+            assert not [e for e in rec.events if e.kind == "ChatMessage" and e.fields["Body"] == "let me in"]
+        await bob.close()
+    run(body())
+
+
+def test_a_block_made_elsewhere_is_known_at_login(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        name = unique("alice")
+        alice = await peer(prosody, name)  # the account's own other client blocks bob before the gateway logs in
+        bob = f"{unique('bob')}@localhost"
+        await alice.plugin["xep_0191"].block(bob, timeout=5)
+        await alice.close()
+        async with gateway_on(tmp_path, prosody, "alice", f"{name}@localhost") as (_, dial, _rec):
+            assert (await dial("alice", "get-user", user_name=bob))["SKYPE_USER_ISBLOCKED"] == "True"
     run(body())

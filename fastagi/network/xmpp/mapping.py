@@ -54,15 +54,13 @@ def birthday(text: str) -> str:
 
 
 def utc_offset_seconds(text: str) -> str:
-    """A vCard time zone as Skype's offset in seconds: `+01:00`, `-0530`, `3600`; "" for a zone name."""
+    """A vCard time zone as Skype's offset in seconds: `+01:00`, `-0530`, `UTC+2`, or seconds (`3600`); "" for a name."""
     text = text.strip()
-    if re.fullmatch(r"-?\d{1,6}", text):
-        return str(int(text))
-    match = re.fullmatch(r"(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?", text)
-    if not match:
-        return ""
-    seconds = int(match.group(2)) * 3600 + int(match.group(3) or 0) * 60
-    return str(-seconds if match.group(1) == "-" else seconds)
+    match = re.fullmatch(r"(?:UTC|GMT)?([+-])(\d{1,2})(?::?(\d{2}))?", text)
+    if match and int(match.group(2)) <= 14 and int(match.group(3) or 0) < 60:
+        seconds = int(match.group(2)) * 3600 + int(match.group(3) or 0) * 60
+        return str(-seconds if match.group(1) == "-" else seconds)
+    return str(int(text)) if re.fullmatch(r"[+-]?\d{1,6}", text) else ""
 
 
 def profile_from_vcard(handle: str, vcard: Element | None, status: str, mood: str) -> Profile:
