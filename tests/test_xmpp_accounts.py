@@ -13,7 +13,7 @@ import aiohttp
 from conftest import Dialplan, Recorder, run, running_gateway, unique, xmpp_account
 from doubles.ami_server import AmiServer
 from fastagi.app import Gateway
-from xmpp.peers import Got, Peer, peer
+from xmpp.peers import Peer, peer
 from xmpp.server import Prosody
 
 
@@ -252,3 +252,233 @@ def test_a_block_made_elsewhere_is_known_at_login(prosody: Prosody, tmp_path: Pa
         async with gateway_on(tmp_path, prosody, "alice", f"{name}@localhost") as (_, dial, _rec):
             assert (await dial("alice", "get-user", user_name=bob))["SKYPE_USER_ISBLOCKED"] == "True"
     run(body())
+
+
+# -- files -------------------------------------------------------------------------------------
+def test_file_send_uploads_and_the_peer_gets_a_link_to_the_same_bytes(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        bob = await peer(prosody, unique("bob"))
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice"))) as (gw, dial, rec):
+            content = bytes(range(256)) * 1000
+            (tmp_path / "media" / "price list.pdf").write_bytes(content)
+            sent = await dial("alice", "file-send", user_name=bob.boundjid.bare, file="price%20list.pdf")
+            assert (sent["SKYPE_STATUS"], sent["SKYPE_ERROR_TEXT"]) == ("SUCCESS", "")
+            got = await bob.next(lambda g: g.kind == "message" and g.url != "")
+            assert got.body == got.url and got.url.startswith(f"http://127.0.0.1:{prosody.http_port}/")
+            async with aiohttp.ClientSession() as session, session.get(got.url) as response:
+                assert await response.read() == content
+            event = await rec.wait(lambda e: e.kind == "FileTransfer")
+            assert (event.fields["Direction"], event.fields["Partner"], event.fields["FileName"]) == (
+                "outgoing", bob.boundjid.bare, "price list.pdf")
+        await bob.close()
+    run(body())
+
+
+def test_a_file_offered_as_a_link_is_downloaded_never_overwriting(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        bob = await peer(prosody, unique("bob"))
+        source = tmp_path / "notes.txt"
+        source.write_bytes(b"minutes of the meeting\n" * 100)
+        with open(source, "rb") as data:
+            url = await bob.plugin["xep_0363"].upload_file("notes.txt", input_file=data, timeout=5)
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice"))) as (gw, _, rec):
+            alice = gw.xmpp.account("alice").jid.bare
+            (tmp_path / "incoming" / "alice").mkdir(parents=True)
+            (tmp_path / "incoming" / "alice" / "notes.txt").write_text("an older file of the same name")
+            offer = bob.make_message(mto=alice, mbody=url, mtype="chat")
+            offer["oob"]["url"] = url
+            offer.send()
+            event = await rec.wait(lambda e: e.kind == "FileTransfer" and e.fields["Direction"] == "incoming")
+            stored = Path(event.fields["Path"])
+            assert stored == tmp_path / "incoming" / "alice" / "notes (2).txt"
+            assert stored.read_bytes() == source.read_bytes()
+            assert (tmp_path / "incoming" / "alice" / "notes.txt").read_text() == "an older file of the same name"
+            assert event.fields["Partner"] == bob.boundjid.bare
+            assert not list((tmp_path / "incoming" / "alice").glob(".partial-*"))
+        await bob.close()
+    run(body())
+
+
+def test_a_server_without_an_upload_service_makes_file_send_not_supported(tmp_path: Path) -> None:
+    server = Prosody(upload=False)
+    server.start()
+
+    async def body() -> None:
+        bob = await peer(server, "bob")
+        async with gateway_on(tmp_path, server, "alice", account_jid(server, "alice")) as (gw, dial, _rec):
+            (tmp_path / "media" / "a.txt").write_text("a")
+            await asyncio.wait_for(_discovered(gw), 5)
+            sent = await dial("alice", "file-send", user_name="bob@localhost", file="a.txt")
+            assert (sent["SKYPE_ERROR"], sent["SKYPE_ERROR_TEXT"]) == (
+                "not_supported", "alice is on the xmpp network, which has no file transfer")
+        await bob.close()
+    try:
+        run(body())
+    finally:
+        server.remove()
+
+
+async def _discovered(gw: Gateway) -> None:
+    while not gw.xmpp.account("alice").discovered:
+        await asyncio.sleep(0.01)
+
+
+# -- delivery: offline, once ----------------------------------------------------------------------
+def test_messages_sent_while_the_gateway_was_down_arrive_once_after_it_starts(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        name = unique("alice")
+        alice = account_jid(prosody, name)
+        bob = await peer(prosody, unique("bob"))
+        for n in range(3):
+            bob.send_message(mto=alice, mbody=f"while you were out {n}", mtype="chat")
+        await bob.flushed()
+        for round_ in range(2):  # the second start gets nothing again
+            async with gateway_on(tmp_path, prosody, "alice", alice) as (gw, _, rec):
+                await asyncio.sleep(0.5)
+                bodies = [e.fields["Body"] for e in rec.events if e.kind == "ChatMessage"]
+                assert bodies == ([f"while you were out {n}" for n in range(3)] if round_ == 0 else [])
+                assert [m["body"] for m in gw.store.messages("alice")] == [f"while you were out {n}" for n in range(3)]
+        await bob.close()
+    run(body())
+
+
+def test_a_message_delivered_again_with_the_same_id_is_dropped(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        bob = await peer(prosody, unique("bob"))
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice"))) as (gw, _, rec):
+            alice = gw.xmpp.account("alice").jid.bare
+            for _ in range(2):  # as a client resending after a broken stream does
+                message = bob.make_message(mto=alice, mbody="only once", mtype="chat")
+                message["id"] = "resent-1"
+                message.send()
+            bob.send_message(mto=alice, mbody="next", mtype="chat")
+            await rec.wait(lambda e: e.kind == "ChatMessage" and e.fields["Body"] == "next")
+            assert [e.fields["Body"] for e in rec.events if e.kind == "ChatMessage"] == ["only once", "next"]
+        await bob.close()
+    run(body())
+
+
+# -- connection: TLS, login, reconnect ------------------------------------------------------------
+def test_direct_tls_and_a_server_certificate_not_trusted(prosody: Prosody, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    async def body() -> None:
+        jid = account_jid(prosody, unique("alice"))
+        async with gateway_on(tmp_path / "direct", prosody, "alice", jid, xmpp_tls="direct",
+                              xmpp_port=str(prosody.direct_tls_port)) as (_, dial, _rec):
+            assert (await dial("alice", "list-registered"))["SKYPE_STATUS"] == "SUCCESS"
+        body = xmpp_account(prosody, "alice", jid).replace(f"xmpp_ca_file = {prosody.ca_file}\n", "")
+        async with running_gateway(tmp_path / "untrusted", body) as gw:
+            recorder = Recorder(gw.bus)
+            await asyncio.sleep(1.0)
+            assert gw.manager.accounts.get("alice").status in ("CONNECTING", "OFFLINE")
+            assert not [e for e in recorder.events if e.kind == "AccountStatus" and e.fields["Status"] == "ONLINE"]
+    (tmp_path / "direct").mkdir()
+    (tmp_path / "untrusted").mkdir()
+    run(body())
+    assert any("certificate" in r.getMessage().lower() or "cannot connect" in r.getMessage() for r in caplog.records)
+
+
+def test_a_refused_login_is_told_and_retried_slowly(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        jid = account_jid(prosody, unique("alice"))
+        body = xmpp_account(prosody, "alice", jid, password="wrong")
+        async with running_gateway(tmp_path, body) as gw:
+            recorder = Recorder(gw.bus)
+            await recorder.wait(lambda e: e.kind == "AccountStatus" and e.fields["Status"] == "LOGIN_REFUSED", 10)
+            await asyncio.sleep(1.0)
+            statuses = [e.fields["Status"] for e in recorder.events if e.kind == "AccountStatus"]
+            assert statuses[-1] == "LOGIN_REFUSED" and statuses.count("LOGIN_REFUSED") == 1  # no tight retry loop
+            failed = await Dialplan(gw.agi.port)("alice", "chatmessage-send", user_name="bob@localhost", message_body="x")
+            assert failed["SKYPE_ERROR"] == "network_unavailable" and "login refused" in failed["SKYPE_ERROR_TEXT"]
+    run(body())
+
+
+def test_prosody_restarted_the_account_comes_back_and_nothing_is_lost_or_doubled(tmp_path: Path) -> None:
+    server = Prosody()
+    server.start()
+
+    async def body() -> None:
+        alice = account_jid(server, "alice")
+        bob = await peer(server, "bob")
+        async with gateway_on(tmp_path, server, "alice", alice) as (gw, dial, rec):
+            for n in range(3):
+                assert (await dial("alice", "chatmessage-send", user_name="bob@localhost", message_body=f"before%20{n}"))[
+                    "SKYPE_STATUS"] == "SUCCESS"
+            bob.send_message(mto=alice, mbody="from bob before", mtype="chat")
+            await rec.wait(lambda e: e.kind == "ChatMessage" and e.fields["Body"] == "from bob before")
+            await bob.close()
+            mark = len(rec.events)
+            server.stop()
+            server.start()
+            await wait_status(rec, "alice", "ONLINE", mark, timeout=15)
+            bob = await Peer(server, "bob@localhost", "secret").online()
+            for n in range(2):
+                assert (await dial("alice", "chatmessage-send", user_name="bob@localhost", message_body=f"after%20{n}"))[
+                    "SKYPE_STATUS"] == "SUCCESS"
+            bob.send_message(mto=alice, mbody="from bob after", mtype="chat")
+            await rec.wait(lambda e: e.kind == "ChatMessage" and e.fields["Body"] == "from bob after")
+            await bob.next(lambda g: g.body == "after 1")
+            received = [g.body for g in bob.got if g.kind == "message"]
+            assert received[-2:] == ["after 0", "after 1"] and received.count("after 0") == 1
+            incoming = [e.fields["Body"] for e in rec.events if e.kind == "ChatMessage" and e.fields["Direction"] == "incoming"]
+            assert incoming == ["from bob before", "from bob after"]
+        await bob.close()
+    try:
+        run(body())
+    finally:
+        server.remove()
+
+
+# -- bad input from the other side --------------------------------------------------------------------
+def test_a_long_message_is_cut_and_the_account_serves_on(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        bob = await peer(prosody, unique("bob"))
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice")),
+                              extra="\n[carl]\ntype = account\n") as (gw, dial, rec):
+            alice = gw.xmpp.account("alice").jid.bare
+            bob.send_message(mto=alice, mbody="é" * 100_000, mtype="chat")
+            event = await rec.wait(lambda e: e.kind == "ChatMessage" and e.account == "alice")
+            assert gw.store.messages("alice")[0]["body"] == "é" * 65536
+            assert len(event.fields["Body"]) == 65536
+            assert (await dial("demo", "chatmessage-send", user_name="carl", message_body="still here"))["SKYPE_STATUS"] == "SUCCESS"
+            assert (await dial("alice", "chatmessage-send", user_name=bob.boundjid.bare, message_body="ok"))["SKYPE_STATUS"] == "SUCCESS"
+        await bob.close()
+    run(body())
+
+
+def test_a_huge_file_link_is_refused_without_a_trace(prosody: Prosody, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    async def body() -> None:
+        never_ending = await _endless_http_server()
+        bob = await peer(prosody, unique("bob"))
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice"))) as (gw, dial, rec):
+            gw.xmpp._max_file_size = 1_000_000
+            alice = gw.xmpp.account("alice").jid.bare
+            url = f"http://127.0.0.1:{never_ending.sockets[0].getsockname()[1]}/forever.bin"
+            offer = bob.make_message(mto=alice, mbody=url, mtype="chat")
+            offer["oob"]["url"] = url
+            offer.send()
+            for _ in range(100):
+                if any("was not received" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.05)
+            assert not [e for e in rec.events if e.kind == "FileTransfer"]
+            assert not list((tmp_path / "incoming" / "alice").iterdir())
+            assert (await dial("alice", "chatmessage-send", user_name=bob.boundjid.bare, message_body="ok"))["SKYPE_STATUS"] == "SUCCESS"
+        never_ending.close()
+        await bob.close()
+    run(body())
+    assert any("more than 1000000 bytes" in r.getMessage() for r in caplog.records)
+
+
+async def _endless_http_server() -> asyncio.AbstractServer:
+    """An HTTP server whose one answer never ends."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
+        try:
+            while True:
+                writer.write(bytes(65536))
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)

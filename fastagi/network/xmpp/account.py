@@ -193,7 +193,7 @@ class XmppAccount:
         self._set_state("ONLINE")
 
     def _disconnected(self, reason: Any) -> None:
-        if self._closing:
+        if self._closing or self.state == "LOGIN_REFUSED":  # the login retry is already planned
             return
         self._set_state("OFFLINE")
         delay = self._retry_delay
