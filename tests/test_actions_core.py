@@ -315,3 +315,22 @@ def test_a_bug_in_a_handler_is_internal_error_not_a_dead_channel(tmp_path: Path,
             assert result.agistatus == "SUCCESS"
             assert (await agi(gw, "list-registered")).skype()["SKYPE_STATUS"] == "SUCCESS"  # still serving
     run(body())
+
+
+def test_buddy_requests_pile_up_only_to_a_bound_and_a_repeat_asks_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from fastagi.manager import contacts
+
+    monkeypatch.setattr(contacts, "MAX_PENDING_REQUESTS", 2)
+
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            events = Recorder(gw.bus).events
+            for sender in ("carol", "carol", "dave", "erin", "bob"):
+                gw.manager.contacts.auth_request_received("alice", sender, f"from {sender}")
+            assert [e.fields["From"] for e in events if e.kind == "AuthRequest"] == ["carol", "dave"]
+            assert caplog.text.count("alice has 2 buddy requests waiting for an answer") == 1
+            await gw.manager.contacts.set_auth("alice", "carol", True)  # one answered: room for one more
+            gw.manager.contacts.auth_request_received("alice", "erin", "again")
+            assert [e.fields["From"] for e in events if e.kind == "AuthRequest"][-1] == "erin"
+    run(body())

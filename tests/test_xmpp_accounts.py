@@ -7,6 +7,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
+from urllib.parse import quote
 
 import aiohttp
 
@@ -482,3 +483,35 @@ async def _endless_http_server() -> asyncio.AbstractServer:
             pass
 
     return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+def test_a_flood_of_buddy_requests_asks_once_and_invalid_xml_costs_the_sender_only(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        flooder = await peer(prosody, unique("mallory"))
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice"))) as (gw, dial, rec):
+            alice = gw.xmpp.account("alice").jid.bare
+            for n in range(300):
+                flooder.send_presence(pto=alice, ptype="subscribe", pstatus=f"please {n}")
+            await flooder.flushed()
+            flooder.send_raw("<message to='" + alice + "'><body>unclosed</message>")
+            await asyncio.sleep(0.5)
+            requests = [e for e in rec.events if e.kind == "AuthRequest"]
+            assert [e.fields["Text"] for e in requests] == ["please 0"]  # pending: the repeats ask nothing more
+            assert gw.manager.accounts.get("alice").status == "ONLINE"
+            assert (await dial("alice", "get-user", user_name=flooder.boundjid.bare))["SKYPE_STATUS"] == "SUCCESS"
+        await flooder.close()
+    run(body())
+
+
+def test_unusual_but_valid_jids_and_show_accounts(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        zoe = await peer(prosody, unique("zoë_o-k.x"), echo=True)
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice"))) as (gw, dial, rec):
+            sent = await dial("alice", "chatmessage-send", user_name=quote(zoe.boundjid.bare), message_body="hej")
+            assert sent["SKYPE_STATUS"] == "SUCCESS" and sent["SKYPE_CHAT_NAME"] == f"#alice/${zoe.boundjid.bare}"
+            echoed = await rec.wait(lambda e: e.kind == "ChatMessage" and e.fields["Direction"] == "incoming")
+            assert (echoed.fields["From"], echoed.fields["Body"]) == (zoe.boundjid.bare, "hej")
+            accounts = {row.name: (row.network, row.status) for row in gw.status.accounts()}
+            assert accounts == {"alice": ("xmpp", "ONLINE"), "demo": ("embedded", "ONLINE")}
+        await zoe.close()
+    run(body())

@@ -19,6 +19,9 @@ from .store import Store
 
 log = logging.getLogger("fastagi.manager")
 
+MAX_PENDING_REQUESTS = 1000
+"""Buddy requests an account keeps waiting for an answer; a flood past it is dropped (one published each)."""
+
 
 class Contacts:
     def __init__(
@@ -29,6 +32,7 @@ class Contacts:
         self._network = network
         self._bus = bus
         self._background = background
+        self._flooded: set[str] = set()  # accounts dropping buddy requests (logged once)
 
     # -- lookups ---------------------------------------------------------------
     def display_name(self, account: str, handle: str) -> str:
@@ -112,8 +116,15 @@ class Contacts:
             return  # a blocked user's requests are dropped silently, as Skype does
         policy = self._accounts.get(account).auth_policy
         if policy == "ask":
-            self._store.add_auth_request(account, sender, text)
-            self._bus.publish(AuthRequest(account, sender, self.display_name(account, sender), text))
+            if self._store.pending_auth_requests(account) >= MAX_PENDING_REQUESTS:
+                if account not in self._flooded:
+                    self._flooded.add(account)
+                    log.warning("%s has %d buddy requests waiting for an answer: new ones are dropped until some "
+                                "are answered", account, MAX_PENDING_REQUESTS)
+                return
+            self._flooded.discard(account)
+            if self._store.add_auth_request(account, sender, text):
+                self._bus.publish(AuthRequest(account, sender, self.display_name(account, sender), text))
             return
         allowed = policy == "allow"
         self._store.set_contact(account, sender, authorized=allowed)

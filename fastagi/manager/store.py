@@ -146,11 +146,16 @@ class Store:
         self._contacts[(account, handle)] = current
         return current
 
-    def add_auth_request(self, account: str, handle: str, text: str) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO auth_requests (account, handle, text, created) VALUES (?, ?, ?, ?)",
+    def add_auth_request(self, account: str, handle: str, text: str) -> bool:
+        """Keep a buddy request until it is answered; False when one from `handle` is already pending."""
+        return self._write(
+            "INSERT OR IGNORE INTO auth_requests (account, handle, text, created) VALUES (?, ?, ?, ?)",
             (account, handle, text, time.time()),
-        )
+        ).rowcount > 0
+
+    def pending_auth_requests(self, account: str) -> int:
+        row = self._row("SELECT COUNT(*) AS n FROM auth_requests WHERE account = ?", (account,))
+        return int(row["n"]) if row else 0
 
     def pop_auth_request(self, account: str, handle: str) -> bool:
         return self._write("DELETE FROM auth_requests WHERE account = ? AND handle = ?", (account, handle)).rowcount > 0

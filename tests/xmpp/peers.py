@@ -106,14 +106,18 @@ class Peer(slixmpp.ClientXMPP):
 
         return await asyncio.wait_for(first(), timeout)
 
-    async def flushed(self) -> None:
-        """Wait until the server acknowledged everything this peer sent (stream management)."""
-        acked = asyncio.get_running_loop().create_future()
+    async def flushed(self, timeout: float = 5.0) -> None:
+        """Wait until the server acknowledged everything this peer sent (stream management).
+
+        Asked again every 0.1 s: the answers slixmpp sends by itself (to roster pushes) may follow a request.
+        """
         sm = self.plugin["xep_0198"]
-        self.add_event_handler("stanza_acked", lambda _: None if sm.unacked_queue or acked.done() else acked.set_result(None))
-        self.send(RequestAck(self), use_filters=False)
-        if sm.unacked_queue:
-            await asyncio.wait_for(acked, 5)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while sm.unacked_queue:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{len(sm.unacked_queue)} stanzas not acknowledged by the server")
+            self.send(RequestAck(self), use_filters=False)
+            await asyncio.sleep(0.1)
 
     async def publish_vcard(self, xml: str) -> None:
         """Publish a vcard-temp given as the XML inside `<vCard xmlns='vcard-temp'>`."""
