@@ -436,7 +436,7 @@ def test_a_long_message_is_cut_and_the_account_serves_on(prosody: Prosody, tmp_p
         async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice")),
                               extra="\n[carl]\ntype = account\n") as (gw, dial, rec):
             alice = gw.xmpp.account("alice").jid.bare
-            bob.send_message(mto=alice, mbody="é" * 100_000, mtype="chat")
+            bob.send_message(mto=alice, mbody="é" * 500_000, mtype="chat")  # 1 MB of UTF-8
             event = await rec.wait(lambda e: e.kind == "ChatMessage" and e.account == "alice")
             assert gw.store.messages("alice")[0]["body"] == "é" * 65536
             assert len(event.fields["Body"]) == 65536

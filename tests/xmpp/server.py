@@ -52,6 +52,7 @@ registration_throttle_max = 0
 authentication = "internal_hashed"
 c2s_require_encryption = true
 smacks_hibernation_time = 30
+c2s_stanza_size_limit = 4 * 1024 * 1024 -- a peer's 1 MB message reaches the gateway
 VirtualHost "{domain}"
 {upload_component}
 """
@@ -153,3 +154,24 @@ class Prosody:
             (self.folder / "certs" / f"{host}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             (self.folder / "certs" / f"{host}.key").write_bytes(key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+
+
+def main() -> None:
+    """`cd tests && python -m xmpp.server alice bob`: a server with these users (password `secret`) until Ctrl-C."""
+    import sys
+
+    server = Prosody()
+    server.start()
+    try:
+        users = [server.register(name, "secret") for name in sys.argv[1:]]
+        print(f"Prosody on 127.0.0.1:{server.c2s_port} (STARTTLS), {server.direct_tls_port} (direct TLS), "
+              f"HTTP upload on {server.http_port}; CA {server.ca_file}; users {', '.join(users) or 'none'} "
+              f"(password secret); folder {server.folder}", flush=True)
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        server.remove()
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    main()
