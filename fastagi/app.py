@@ -72,7 +72,7 @@ def greeting_voice(name: str, path: Path) -> Callable[[], AudioPort] | None:
     return lambda: PlaybackPort(WavPlayer(samples, loop=True))
 
 
-def xmpp_network(config: Config) -> XmppNetwork | None:
+def xmpp_network(config: Config, audio: CallMedia) -> XmppNetwork | None:
     """The XMPP network of the accounts with `network = xmpp`, if any (slixmpp is imported only then)."""
     sections = {name: section for name, section in config.accounts.items() if section.network == "xmpp"}
     if not sections:
@@ -82,7 +82,8 @@ def xmpp_network(config: Config) -> XmppNetwork | None:
 
     general = config.general
     accounts = {name: settings(XmppSettings, section) for name, section in sections.items()}
-    return XmppNetwork(accounts, Path(general.incoming_dir), Timing(general.network_timeout))
+    return XmppNetwork(accounts, Path(general.incoming_dir), audio, Timing(general.network_timeout),
+                       ring_timeout=general.ring_timeout)
 
 
 class Gateway:
@@ -105,7 +106,7 @@ class Gateway:
             sms_price=general.sms_price,
             timing=Timing(ring_timeout=general.ring_timeout),
         )
-        self.xmpp = xmpp_network(config)
+        self.xmpp = xmpp_network(config, self.call_media)
         drivers: list[NetworkDriver] = [self.embedded] if self.xmpp is None else [self.embedded, self.xmpp]
         self.networks = Networks(drivers, {name: s.network for name, s in config.accounts.items()})
         accounts = [

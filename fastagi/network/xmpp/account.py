@@ -29,8 +29,9 @@ from slixmpp.plugins.xep_0198.stanza import RequestAck
 
 from ...model import errors
 from ...model.errors import SkypeError
-from ..driver import Endpoint
+from ..driver import CallAudio, Endpoint
 from . import mapping
+from .calls import XmppCalls
 
 log = logging.getLogger("fastagi.network.xmpp")
 
@@ -61,6 +62,16 @@ class XmppSettings:
             return None
         port = self.xmpp_port or (5223 if self.xmpp_tls == "direct" else 5222)
         return self.xmpp_server or JID(self.jid).domain, port
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """What an account's calls need from the network: the media engine's side, the media worker, ring time, ICE servers."""
+
+    audio: CallAudio
+    worker: Callable[[], Any]
+    ring_timeout: float = 30.0
+    ice_servers: Callable[[], list[dict[str, Any]]] = lambda: []
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,7 @@ class XmppAccount:
     """The connection of one account (`name` in the config) to its XMPP server."""
 
     def __init__(self, name: str, settings: XmppSettings, endpoint: Endpoint, timing: Timing,
-                 on_file: Callable[[str, str, str], None]) -> None:
+                 on_file: Callable[[str, str, str], None], call_settings: CallSettings) -> None:
         self.name = name
         self.settings = settings
         self.jid = JID(settings.jid)
@@ -113,6 +124,8 @@ class XmppAccount:
         self._retry: asyncio.TimerHandle | None = None
         self._acks: dict[str, asyncio.Future[None]] = {}
         self.client = self._client()
+        self.calls = XmppCalls(name, self.client, endpoint, call_settings.audio, call_settings.worker,
+                               call_settings.ring_timeout, call_settings.ice_servers)
 
     # -- the connection ------------------------------------------------------------
     def _client(self) -> slixmpp.ClientXMPP:
@@ -148,6 +161,7 @@ class XmppAccount:
 
     async def close(self) -> None:
         self._closing = True
+        self.calls.close()
         if self._retry is not None:
             self._retry.cancel()
         self._fail_waiting("the gateway is stopping")

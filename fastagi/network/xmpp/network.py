@@ -27,13 +27,15 @@ from ...model.calls import Call, CallEvent
 from ...model.capabilities import Feature
 from ...model.errors import SkypeError
 from ...model.profiles import Profile
-from ..driver import Endpoint
+from ..driver import CallAudio, Endpoint
 from . import mapping
-from .account import Timing, XmppAccount, XmppSettings, bare_jid
+from .account import CallSettings, Timing, XmppAccount, XmppSettings, bare_jid
+from .mediaclient import MediaWorker
 
 log = logging.getLogger("fastagi.network.xmpp")
 
-FEATURES = frozenset({Feature.CHAT, Feature.CONTACTS, Feature.BLOCKING, Feature.PROFILES, Feature.FILES})
+FEATURES = frozenset({Feature.CHAT, Feature.CONTACTS, Feature.BLOCKING, Feature.PROFILES, Feature.FILES,
+                      Feature.CALLS, Feature.DTMF, Feature.CONFERENCE})
 DOWNLOAD_CHUNK = 65536
 
 
@@ -42,12 +44,14 @@ class XmppNetwork:
 
     name = "xmpp"
 
-    def __init__(self, accounts: dict[str, XmppSettings], incoming_dir: Path, timing: Timing = Timing(),
-                 max_file_size: int = 100 * 1024 * 1024) -> None:
+    def __init__(self, accounts: dict[str, XmppSettings], incoming_dir: Path, audio: CallAudio,
+                 timing: Timing = Timing(), max_file_size: int = 100 * 1024 * 1024, ring_timeout: float = 30.0) -> None:
         self._settings = accounts
         self._incoming_dir = incoming_dir
         self._timing = timing
         self._max_file_size = max_file_size
+        self._worker = MediaWorker()
+        self._calls = CallSettings(audio, lambda: self._worker, ring_timeout)
         self._accounts: dict[str, XmppAccount] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._background = Background(log)
@@ -64,7 +68,8 @@ class XmppNetwork:
 
     def register(self, account: str, endpoint: Endpoint) -> None:
         self._endpoints[account] = endpoint
-        self._accounts[account] = XmppAccount(account, self._settings[account], endpoint, self._timing, self._file_offered)
+        self._accounts[account] = XmppAccount(account, self._settings[account], endpoint, self._timing,
+                                              self._file_offered, self._calls)
 
     async def start(self) -> None:
         for connection in self._accounts.values():
@@ -73,6 +78,7 @@ class XmppNetwork:
     async def close(self) -> None:
         await self._background.close()
         await asyncio.gather(*(connection.close() for connection in self._accounts.values()))
+        await self._worker.close()
 
     # -- users and contacts ---------------------------------------------------------------
     def known(self, account: str, handle: str) -> Profile | None:
@@ -214,21 +220,33 @@ class XmppNetwork:
                 out.write(chunk)
         return size
 
-    # -- calls (Jingle comes later) ----------------------------------------------------------
+    # -- calls ------------------------------------------------------------------------------------
     async def place_call(self, call: Call) -> None:
-        raise _no(call.account, Feature.CALLS)
+        connection = self._accounts[call.account]
+        connection.require_online()
+        bare = bare_jid(call.partner)
+        contact = connection.contacts.get(bare)
+        if contact is not None and contact.seen and not contact.resources:
+            endpoint = self._endpoints[call.account]
+            asyncio.get_running_loop().call_soon(lambda: endpoint.call_event(call.id, CallEvent.FAIL,
+                                                                             reason="user is offline"))
+            return
+        connection.calls.place(call, bare)
 
     async def call_action(self, call: Call, event: CallEvent, **details: str) -> None:
-        raise _no(call.account, Feature.CALLS)
+        calls = self._accounts[call.account].calls
+        calls.action(call, event)
+        if call.is_ended:
+            calls.forget(call)
 
     async def send_dtmf(self, call: Call, digits: str) -> None:
-        raise _no(call.account, Feature.DTMF)
+        self._accounts[call.account].calls.dtmf(call, digits)
 
     async def check_transfer(self, call: Call, target: str) -> None:
         raise _no(call.account, Feature.CALL_TRANSFER)
 
     def forget(self, call: Call) -> None:
-        pass
+        self._accounts[call.account].calls.forget(call)
 
 
 class _TooLarge(Exception):
