@@ -86,3 +86,91 @@ def test_two_xmpp_accounts_call_each_other_with_a_tone_both_ways(prosody: Prosod
             assert abs(dominant(tail, rate) - freq) < 5, name
             assert abs(rms_dbfs(tail) - rms_dbfs(0.3 * 32767 * np.sin(np.linspace(0, 1000, 10000)))) < 3, name
     run(body())
+
+
+def test_refused_cancelled_unanswered_and_unknown_calls(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with two_accounts(tmp_path, prosody) as (gw, dial, rec, alice, bob):
+            refused = (await dial("alice", "call-start", user_name=bob))["SKYPE_CALL_ID"]
+            incoming = await ringing(rec, "bob")
+            assert (await dial("bob", "call-hangup", call_id=incoming))["SKYPE_STATUS"] == "SUCCESS"
+            await rec.status("alice", refused, "REFUSED", timeout=10)
+            assert rec.statuses("bob", incoming) == ["RINGING", "REFUSED"]
+
+            cancelled = (await dial("alice", "call-start", user_name=bob))["SKYPE_CALL_ID"]
+            incoming = await rec.wait(lambda e: e.kind == "CallStatus" and e.account == "bob"
+                                      and e.fields["Status"] == "RINGING" and e.fields["CallID"] != incoming, 10)
+            await rec.status("alice", cancelled, "RINGING", timeout=10)
+            assert (await dial("alice", "call-hangup", call_id=cancelled))["SKYPE_STATUS"] == "SUCCESS"
+            await rec.status("bob", incoming.fields["CallID"], "MISSED", timeout=10)
+            assert rec.statuses("alice", cancelled) == ["ROUTING", "RINGING", "CANCELLED"]
+
+            nobody = (await dial("alice", "call-start", user_name=f"{unique('nobody')}@localhost"))["SKYPE_CALL_ID"]
+            failed = await rec.status("alice", nobody, "FAILED", timeout=10)
+            assert "service-unavailable" in failed.fields["FailureReason"]
+
+            unanswered = (await dial("alice", "call-start", user_name=bob))["SKYPE_CALL_ID"]
+            await rec.status("alice", unanswered, "MISSED", timeout=10)  # ring_timeout = 5
+            assert gw.manager.calls.live == {}
+    run(body())
+
+
+def test_hold_is_silence_both_ways_and_dtmf_crosses_both_ways(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with two_accounts(tmp_path, prosody) as (gw, dial, rec, alice, bob):
+            write_tone(tmp_path / "media" / "a440.wav", 440, 8)
+            out = (await dial("alice", "call-start", user_name=bob))["SKYPE_CALL_ID"]
+            incoming = await ringing(rec, "bob")
+            await dial("bob", "call-answer", call_id=incoming)
+            await rec.status("alice", out, "INPROGRESS", timeout=10)
+            await dial("bob", "call-set-output-file", call_id=incoming, file_name="held.wav")
+            await dial("alice", "call-set-input-file", call_id=out, file_name="a440.wav")
+            await asyncio.sleep(1.5)
+            assert (await dial("alice", "call-hold", call_id=out))["SKYPE_STATUS"] == "SUCCESS"
+            await rec.status("bob", incoming, "REMOTEHOLD", timeout=10)
+            held_at = asyncio.get_running_loop().time()
+            await asyncio.sleep(1.5)
+            assert (await dial("alice", "call-resume", call_id=out))["SKYPE_STATUS"] == "SUCCESS"
+            await rec.status("bob", incoming, "INPROGRESS", timeout=10)
+            await asyncio.sleep(1.5)
+
+            assert (await dial("alice", "call-dtmf", call_id=out, code="12%23"))["SKYPE_STATUS"] == "SUCCESS"
+            assert (await dial("bob", "call-dtmf", call_id=incoming, code="9"))["SKYPE_STATUS"] == "SUCCESS"
+            await rec.wait(lambda e: e.kind == "DTMF" and e.account == "bob" and e.fields["Digit"] == "#", 10)
+            await rec.wait(lambda e: e.kind == "DTMF" and e.account == "alice", 10)
+            assert [e.fields["Digit"] for e in rec.events if e.kind == "DTMF" and e.account == "bob"] == ["1", "2", "#"]
+            assert [e.fields["Digit"] for e in rec.events if e.kind == "DTMF" and e.account == "alice"] == ["9"]
+            await dial("alice", "call-hangup", call_id=out)
+            await rec.status("bob", incoming, "FINISHED", timeout=10)
+            del held_at
+        rate, heard = read_wav(tmp_path / "media" / "held.wav")
+        second = lambda start: heard[int(start * rate):int((start + 1.0) * rate)]  # noqa: E731
+        assert abs(dominant(second(0.4), rate) - 440) < 5 and rms_dbfs(second(0.4)) > -20  # before the hold
+        assert rms_dbfs(second(1.9)) < -80  # held: silence (the recording of the held call)
+        assert abs(dominant(second(3.4), rate) - 440) < 5 and rms_dbfs(second(3.4)) > -20  # resumed
+    run(body())
+
+
+def test_an_asterisk_channel_bridged_over_audiosocket_talks_to_the_xmpp_user(prosody: Prosody, tmp_path: Path) -> None:
+    import uuid
+
+    from doubles.audiosocket_client import SLIN16, AsteriskAudioSocket
+
+    async def body() -> None:
+        async with two_accounts(tmp_path, prosody) as (gw, dial, rec, alice, bob):
+            started = await dial("alice", "call-start", user_name=bob)
+            out, call_uuid = started["SKYPE_CALL_ID"], started["SKYPE_CALL_UUID"]
+            incoming = await ringing(rec, "bob")
+            await dial("bob", "call-answer", call_id=incoming)
+            await rec.status("alice", out, "INPROGRESS", timeout=10)
+            await dial("bob", "call-set-output-file", call_id=incoming, file_name="from-asterisk.wav")
+            channel = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.UUID(call_uuid), SLIN16)
+            n = np.arange(16000 * 3)
+            tone = (0.3 * 32767 * np.sin(2 * np.pi * 700 * n / 16000)).astype("<i2").tobytes()
+            await channel.send_audio(tone)
+            await channel.hang_up()
+            await rec.status("alice", out, "FINISHED", timeout=10)
+        rate, heard = read_wav(tmp_path / "media" / "from-asterisk.wav")
+        middle = heard[int(1.0 * rate):int(2.5 * rate)]
+        assert abs(dominant(middle, rate) - 700) < 5 and rms_dbfs(middle) > -20
+    run(body())

@@ -368,6 +368,9 @@ class XmppAccount:
 
     def _message_error(self, message: Any) -> None:
         error = message["error"]
+        if message["id"] in self.calls.sessions:  # a bounced JMI message (the bounce may not repeat its payload)
+            self.calls.on_error(message["id"], error["condition"])
+            return
         log.info("XMPP account %s: a message to %s came back: %s %s", self.name, message["from"].bare,
                  error["condition"], error["text"] or "")
 
