@@ -174,3 +174,113 @@ def test_an_asterisk_channel_bridged_over_audiosocket_talks_to_the_xmpp_user(pro
         middle = heard[int(1.0 * rate):int(2.5 * rate)]
         assert abs(dominant(middle, rate) - 700) < 5 and rms_dbfs(middle) > -20
     run(body())
+
+
+# -- against an independent peer (slixmpp and aiortc, its own Jingle) -----------------------------
+@asynccontextmanager
+async def account_and_peer(tmp_path: Path, server: Prosody, **behaviour) -> AsyncIterator:  # type: ignore[no-untyped-def]
+    from xmpp.callpeer import call_peer
+
+    alice = server.register(unique("alice"), "secret")
+    peer = await call_peer(server, unique("carol"), **behaviour)
+    async with running_gateway(tmp_path, xmpp_account(server, "alice", alice), "record_rate = 16000\nring_timeout = 4") as gw:
+        rec = Recorder(gw.bus)
+        await rec.wait(lambda e: e.kind == "AccountStatus" and e.fields["Status"] == "ONLINE", 10)
+        try:
+            yield gw, Dialplan(gw.agi.port), rec, alice, peer
+        finally:
+            await peer.close()
+
+
+def heard_tone(pcm: bytes, freq: float) -> bool:
+    samples = np.frombuffer(pcm, "<i2").astype(float)
+    return len(samples) > 8000 and abs(dominant(samples, 16000) - freq) < 5 and rms_dbfs(samples) > -20
+
+
+def test_a_peer_that_echoes_returns_the_tone_played_into_the_call(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with account_and_peer(tmp_path, prosody, on_call="echo") as (gw, dial, rec, alice, peer):
+            write_tone(tmp_path / "media" / "t500.wav", 500, 4)
+            out = (await dial("alice", "call-start", user_name=peer.boundjid.bare))["SKYPE_CALL_ID"]
+            await rec.status("alice", out, "INPROGRESS", timeout=10)
+            assert peer.events[:2] == ["propose", "session-initiate"]
+            await dial("alice", "call-set-output-file", call_id=out, file_name="echo.wav")
+            await dial("alice", "call-set-input-file", call_id=out, file_name="t500.wav")
+            await asyncio.sleep(3)
+            await dial("alice", "call-hangup", call_id=out)
+            await rec.status("alice", out, "FINISHED", timeout=5)
+            assert "session-terminate" in peer.events
+        rate, heard = read_wav(tmp_path / "media" / "echo.wav")
+        middle = heard[int(1.0 * rate):int(2.5 * rate)]
+        assert abs(dominant(middle, rate) - 500) < 5 and rms_dbfs(middle) > -20
+    run(body())
+
+
+def test_a_peer_that_refuses_or_ignores(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with account_and_peer(tmp_path, prosody, on_call="refuse") as (gw, dial, rec, alice, peer):
+            refused = (await dial("alice", "call-start", user_name=peer.boundjid.bare))["SKYPE_CALL_ID"]
+            await rec.status("alice", refused, "REFUSED", timeout=10)
+            peer.on_call = "ignore"
+            ignored = (await dial("alice", "call-start", user_name=peer.boundjid.bare))["SKYPE_CALL_ID"]
+            await rec.status("alice", ignored, "MISSED", timeout=10)  # ring_timeout = 4
+            await asyncio.sleep(0.3)
+            assert peer.events == ["propose", "propose", "retract"]
+    run(body())
+
+
+def test_a_peer_calls_holds_sends_digits_and_hears_the_account(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with account_and_peer(tmp_path, prosody, voice=880) as (gw, dial, rec, alice, peer):
+            write_tone(tmp_path / "media" / "t300.wav", 300, 8)
+            peer.call(alice)
+            incoming = await ringing(rec, "alice")
+            await asyncio.sleep(0.2)
+            assert peer.events == ["ringing"]
+            assert (await dial("alice", "call-answer", call_id=incoming))["SKYPE_STATUS"] == "SUCCESS"
+            await asyncio.wait_for(peer.connected.wait(), 10)
+            await dial("alice", "call-set-output-file", call_id=incoming, file_name="from-peer.wav")
+            await dial("alice", "call-set-input-file", call_id=incoming, file_name="t300.wav")
+            await asyncio.sleep(2)
+            assert heard_tone(bytes(peer.heard[-16000 * 2:]), 300)  # the peer hears the account's file
+
+            for digit in "5*":
+                await peer.send_digit(digit)
+            await rec.wait(lambda e: e.kind == "DTMF" and e.fields["Digit"] == "*", 10)
+            assert [e.fields["Digit"] for e in rec.events if e.kind == "DTMF"] == ["5", "*"]
+            assert (await dial("alice", "call-dtmf", call_id=incoming, code="7"))["SKYPE_STATUS"] == "SUCCESS"
+            for _ in range(50):
+                if peer.digits:
+                    break
+                await asyncio.sleep(0.05)
+            assert peer.digits == ["7"]
+
+            peer.hold()
+            await rec.status("alice", incoming, "REMOTEHOLD", timeout=10)
+            peer.hold(False)
+            await rec.status("alice", incoming, "INPROGRESS", timeout=10)
+            peer.hang_up()
+            await rec.status("alice", incoming, "FINISHED", timeout=10)
+            assert rec.statuses("alice", incoming) == ["RINGING", "INPROGRESS", "REMOTEHOLD", "INPROGRESS", "FINISHED"]
+        rate, heard = read_wav(tmp_path / "media" / "from-peer.wav")
+        assert abs(dominant(heard[int(0.5 * rate):int(1.5 * rate)], rate) - 880) < 5
+    run(body())
+
+
+def test_an_offer_without_a_dtls_fingerprint_is_refused(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with account_and_peer(tmp_path, prosody) as (gw, dial, rec, alice, peer):
+            peer.call(alice, fingerprint=False)
+            incoming = await ringing(rec, "alice")
+            await dial("alice", "call-answer", call_id=incoming)
+            failed = await rec.status("alice", incoming, "FAILED", timeout=10)
+            assert failed.fields["FailureReason"] == "no DTLS fingerprint: unencrypted calls are refused"
+            for _ in range(50):
+                if "session-terminate" in peer.events:
+                    break
+                await asyncio.sleep(0.05)
+            [terminate] = [j for j in peer.jingles if j.get("action") == "session-terminate"]
+            reason = terminate.find("{urn:xmpp:jingle:1}reason")
+            assert reason.find("{urn:xmpp:jingle:1}security-error") is not None
+            assert gw.manager.calls.live == {}
+    run(body())
