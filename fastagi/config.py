@@ -202,6 +202,12 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
             "xmpp: starttls | direct (TLS from the first byte) | none (plain TCP: loopback servers only)"),
         Key("xmpp_ca_file", path, None, "xmpp: a PEM file of a CA to trust besides the system's"),
         Key("resource", free_text, "skype-fastagi", "xmpp: the resource the account logs in with"),
+        Key("call_policy", one_of("anyone", "contacts"), "anyone",
+            "xmpp: whose calls ring the account: anyone | contacts (the others are refused)"),
+        Key("stun_server", host_port, None, "xmpp calls: a STUN server host:port (else the XMPP server's, XEP-0215)"),
+        Key("turn_server", host_port, None, "xmpp calls: a TURN server host:port, for calls through NAT"),
+        Key("turn_username", free_text, "", "xmpp calls: the TURN user"),
+        Key("turn_password", free_text, "", "xmpp calls: the TURN password (never logged)"),
     ),
     "user": (
         Key("type", free_text, "user", "user: a user of the embedded Skype network"),
@@ -216,7 +222,8 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
     ),
 }
 SECTION_TYPES = ("account", "user")
-XMPP_KEYS = ("jid", "password", "xmpp_server", "xmpp_port", "xmpp_tls", "xmpp_ca_file", "resource")
+XMPP_KEYS = ("jid", "password", "xmpp_server", "xmpp_port", "xmpp_tls", "xmpp_ca_file", "resource", "call_policy",
+             "stun_server", "turn_server", "turn_username", "turn_password")
 
 
 @dataclass(frozen=True)
@@ -334,6 +341,8 @@ def account_problems(section: Section) -> list[tuple[int, str]]:
                                  f"server, not {section.xmpp_server or parsed.domain!r}"))
     if not section.password:
         problems.append((section.line, f"[{name}] network = xmpp needs a password"))
+    if section.turn_server is not None and not (section.turn_username and section.turn_password):
+        problems.append((where("turn_server"), "turn_server needs turn_username and turn_password"))
     ca_file = section.xmpp_ca_file
     if ca_file is not None and not ca_file.is_file():
         problems.append((where("xmpp_ca_file"), f"xmpp_ca_file: {ca_file} is not a readable file"))

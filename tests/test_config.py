@@ -37,3 +37,39 @@ def test_settings_are_built_from_the_sections_once_checked(tmp_path: Path) -> No
     ami = settings(AmiSettings, config.ami, config.general)
     assert (ami.port, ami.username, ami.variable_prefix, ami.originate_timeout) == (5039, "u", "SK_", 12.5)
     assert ami.reconnect_max == AmiSettings.reconnect_max  # no key for it: the default
+
+
+XMPP = "[alice]\ntype = account\nnetwork = xmpp\n"
+
+
+@pytest.mark.parametrize("keys, line, reason", [
+    ("jid = alice@\npassword = s\n", 4, "jid: 'alice@' is not a JID (domain doesn’t pass idna validation)"),
+    ("jid = alice@example.org/phone\npassword = s\n", 4,
+     "jid: 'alice@example.org/phone' is not a bare JID user@domain (set the resource with resource =)"),
+    ("jid = alice@example.org\npassword = s\nxmpp_tls = none\n", 6,
+     "xmpp_tls = none sends the password in clear: only to a loopback server, not 'example.org'"),
+    ("jid = alice@example.org\n", 1, "[alice] network = xmpp needs a password"),
+    ("password = s\n", 1, "[alice] network = xmpp needs jid = user@domain"),
+    ("jid = alice@example.org\npassword = s\nturn_server = turn.example.org:3478\nturn_username = u\n", 6,
+     "turn_server needs turn_username and turn_password"),
+    ("jid = alice@example.org\npassword = s\nstun_server = stun.example.org\n", 6,
+     "stun_server: 'stun.example.org' is not host:port"),
+    ("jid = alice@example.org\npassword = s\ncall_policy = friends\n", 6,
+     "call_policy: 'friends' is not one of anyone, contacts"),
+])
+def test_xmpp_account_keys_are_checked_with_file_and_line(tmp_path: Path, keys: str, line: int, reason: str) -> None:
+    path = tmp_path / "gateway.conf"
+    path.write_text(XMPP + keys)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert [str(problem) for problem in refused.value.problems] == [f"{path}:{line}: {reason}"]
+
+
+def test_xmpp_keys_on_an_embedded_account_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.conf"
+    path.write_text(ACCOUNT + "jid = alice@example.org\nstun_server = stun.example.org:3478\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert [str(problem) for problem in refused.value.problems] == [
+        f"{path}:3: jid: [alice] is not on the xmpp network (network = xmpp)",
+        f"{path}:4: stun_server: [alice] is not on the xmpp network (network = xmpp)"]

@@ -319,6 +319,31 @@ def test_a_server_without_an_upload_service_makes_file_send_not_supported(tmp_pa
         server.remove()
 
 
+def test_calls_find_stun_and_turn_in_the_settings_else_with_xep_0215(tmp_path: Path) -> None:
+    server = Prosody(upload=False, ice=True)
+    server.start()
+
+    async def body() -> None:
+        alice, bob = account_jid(server, "alice"), account_jid(server, "bob")
+        body = xmpp_account(server, "alice", alice) + xmpp_account(
+            server, "bob", bob, stun_server="stun.example.org:3479", turn_server="turn.example.org:3480",
+            turn_username="u", turn_password="p")
+        async with running_gateway(tmp_path, body) as gw:
+            await asyncio.wait_for(_discovered(gw), 5)
+            while not gw.xmpp.account("bob").discovered:
+                await asyncio.sleep(0.01)
+            assert gw.xmpp.account("alice").ice_servers == [
+                {"urls": "stun:127.0.0.1:3478"},
+                {"urls": "turn:127.0.0.1:3478", "username": "pbx", "credential": "turn-secret"}]
+            assert gw.xmpp.account("bob").ice_servers == [
+                {"urls": "stun:stun.example.org:3479"},
+                {"urls": "turn:turn.example.org:3480", "username": "u", "credential": "p"}]
+    try:
+        run(body())
+    finally:
+        server.remove()
+
+
 async def _discovered(gw: Gateway) -> None:
     while not gw.xmpp.account("alice").discovered:
         await asyncio.sleep(0.01)

@@ -178,12 +178,14 @@ def test_an_asterisk_channel_bridged_over_audiosocket_talks_to_the_xmpp_user(pro
 
 # -- against an independent peer (slixmpp and aiortc, its own Jingle) -----------------------------
 @asynccontextmanager
-async def account_and_peer(tmp_path: Path, server: Prosody, **behaviour) -> AsyncIterator:  # type: ignore[no-untyped-def]
+async def account_and_peer(tmp_path: Path, server: Prosody, account: dict[str, str] | None = None,
+                           **behaviour) -> AsyncIterator:  # type: ignore[no-untyped-def]
     from xmpp.callpeer import call_peer
 
     alice = server.register(unique("alice"), "secret")
     peer = await call_peer(server, unique("carol"), **behaviour)
-    async with running_gateway(tmp_path, xmpp_account(server, "alice", alice), "record_rate = 16000\nring_timeout = 4") as gw:
+    section = xmpp_account(server, "alice", alice, **(account or {}))
+    async with running_gateway(tmp_path, section, "record_rate = 16000\nring_timeout = 4") as gw:
         rec = Recorder(gw.bus)
         await rec.wait(lambda e: e.kind == "AccountStatus" and e.fields["Status"] == "ONLINE", 10)
         try:
@@ -283,4 +285,32 @@ def test_an_offer_without_a_dtls_fingerprint_is_refused(prosody: Prosody, tmp_pa
             reason = terminate.find("{urn:xmpp:jingle:1}reason")
             assert reason.find("{urn:xmpp:jingle:1}security-error") is not None
             assert gw.manager.calls.live == {}
+    run(body())
+
+
+def test_call_policy_contacts_refuses_a_stranger_and_rings_for_a_contact(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with account_and_peer(tmp_path, prosody, {"call_policy": "contacts"}) as (gw, dial, rec, alice, peer):
+            peer.call(alice)
+            for _ in range(100):
+                if "reject" in peer.events:
+                    break
+                await asyncio.sleep(0.05)
+            assert peer.events == ["reject"]
+            assert [e for e in rec.events if e.kind == "CallStatus"] == []
+
+            added = await dial("alice", "user-set-buddy", user_name=peer.boundjid.bare, status="True")
+            assert added["SKYPE_STATUS"] == "SUCCESS"
+            peer.send_presence(pto=alice, ptype="subscribed")  # the peer authorizes the request
+            account = gw.xmpp.account("alice")
+            for _ in range(100):
+                contact = account.contacts.get(peer.boundjid.bare)
+                if contact is not None and contact.subscription in ("to", "both"):
+                    break
+                await asyncio.sleep(0.05)
+            assert contact is not None and contact.subscription == "to"
+            peer.call(alice)
+            incoming = await ringing(rec, "alice")
+            assert (await dial("alice", "call-hangup", call_id=incoming))["SKYPE_STATUS"] == "SUCCESS"
+            await rec.status("alice", incoming, "REFUSED", timeout=10)
     run(body())

@@ -73,3 +73,21 @@ def test_no_vcard_leaves_the_profile_empty_but_for_presence() -> None:
 
 def test_the_chat_of_a_contact_has_one_name() -> None:
     assert mapping.chat_name("alice", "bob@example.org") == "#alice/$bob@example.org"
+
+
+def test_extdisco_services_become_ice_servers() -> None:
+    services = ElementTree.fromstring(
+        '<services xmlns="urn:xmpp:extdisco:2">'
+        '<service type="stun" host="stun.example.org" port="3478" transport="udp"/>'
+        '<service type="turn" host="turn.example.org" port="3479" transport="udp" username="u" password="p"/>'
+        '<service type="turns" host="turn.example.org" port="5349" transport="tcp"/>'
+        '<service type="turn" host="turn.example.org" port="3479" transport="tcp" username="u" password="p"/>'
+        '<service type="stun" host="stun2.example.org"/>'
+        '<service type="stun" port="3478"/>'
+        '</services>')
+    assert mapping.ice_servers(services) == [
+        {"urls": "stun:stun.example.org:3478"},
+        {"urls": "turn:turn.example.org:3479", "username": "u", "credential": "p"},
+        {"urls": "stun:stun2.example.org"},
+    ]
+    assert mapping.ice_servers(None) == []

@@ -53,9 +53,16 @@ authentication = "internal_hashed"
 c2s_require_encryption = true
 smacks_hibernation_time = 30
 c2s_stanza_size_limit = 4 * 1024 * 1024 -- a peer's 1 MB message reaches the gateway
+{external_services}
 VirtualHost "{domain}"
 {upload_component}
 """
+EXTERNAL_SERVICES = """external_services = {
+  { type = "stun", transport = "udp", host = "127.0.0.1", port = 3478 },
+  { type = "turn", transport = "udp", host = "127.0.0.1", port = 3478, username = "pbx", password = "turn-secret" },
+}
+"""
+"""STUN and TURN services announced with XEP-0215 (nothing answers there: only their discovery is tested)."""
 UPLOAD_COMPONENT = """Component "{upload}" "http_file_share"
   http_file_share_size_limit = {limit}
   http_external_url = "http://127.0.0.1:{http}/"
@@ -73,7 +80,7 @@ def free_port() -> int:
 
 
 class Prosody:
-    def __init__(self, upload: bool = True, upload_limit: int = 10 * 1024 * 1024) -> None:
+    def __init__(self, upload: bool = True, upload_limit: int = 10 * 1024 * 1024, ice: bool = False) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="prosody-"))
         self.c2s_port, self.direct_tls_port, self.http_port = free_port(), free_port(), free_port()
         self.config = self.folder / "prosody.cfg.lua"
@@ -86,7 +93,8 @@ class Prosody:
         component = UPLOAD_COMPONENT.format(upload=UPLOAD, limit=upload_limit, http=self.http_port) if upload else ""
         self.config.write_text(CONFIG.format(
             folder=self.folder, c2s=self.c2s_port, direct=self.direct_tls_port, http=self.http_port, upload=UPLOAD,
-            domain=DOMAIN, modules=", ".join(f'"{m}"' for m in MODULES), upload_component=component))
+            domain=DOMAIN, modules=", ".join(f'"{m}"' for m in (*MODULES, *(("external_services",) if ice else ()))),
+            upload_component=component, external_services=EXTERNAL_SERVICES if ice else ""))
         if self._as_prosody:
             entry = pwd.getpwnam("prosody")
             for path in [self.folder, *self.folder.rglob("*")]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from xml.etree.ElementTree import Element
+
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import JID, InvalidJID
@@ -39,6 +41,7 @@ PLUGINS = ("xep_0030", "xep_0066", "xep_0054", "xep_0191", "xep_0198", "xep_0199
 NO_AUTOMATIC_ACK_REQUESTS = {"window": 2**31}
 """slixmpp's own ack request leaves ahead of the stanza it follows (it bypasses the send queue),
 so it never covers that stanza: `send_confirmed` queues its request behind the stanza instead."""
+EXTDISCO = "urn:xmpp:extdisco:2"
 MAX_BODY = 65536
 """Characters of a received message kept; the rest is cut (a peer may send megabytes)."""
 
@@ -54,6 +57,21 @@ class XmppSettings:
     xmpp_tls: str = "starttls"
     xmpp_ca_file: Path | None = None
     resource: str = "skype-fastagi"
+    call_policy: str = "anyone"
+    stun_server: tuple[str, int] | None = None
+    turn_server: tuple[str, int] | None = None
+    turn_username: str = ""
+    turn_password: str = ""
+
+    def ice_servers(self) -> list[dict[str, Any]]:
+        """The STUN and TURN servers the account's settings give (aiortc's RTCIceServer fields)."""
+        servers: list[dict[str, Any]] = []
+        if self.stun_server is not None:
+            servers.append({"urls": f"stun:{self.stun_server[0]}:{self.stun_server[1]}"})
+        if self.turn_server is not None:
+            servers.append({"urls": f"turn:{self.turn_server[0]}:{self.turn_server[1]}",
+                            "username": self.turn_username, "credential": self.turn_password})
+        return servers
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -66,12 +84,11 @@ class XmppSettings:
 
 @dataclass(frozen=True)
 class CallSettings:
-    """What an account's calls need from the network: the media engine's side, the media worker, ring time, ICE servers."""
+    """What an account's calls need from the network: the media engine's side, the media worker, the ring time."""
 
     audio: CallAudio
     worker: Callable[[], Any]
     ring_timeout: float = 30.0
-    ice_servers: Callable[[], list[dict[str, Any]]] = lambda: []
 
 
 @dataclass(frozen=True)
@@ -119,13 +136,16 @@ class XmppAccount:
         self.contacts: dict[str, Presence] = {}
         self.upload_service: JID | None = None
         self.discovered = False
+        """True once the services of the server (upload, STUN/TURN) were looked for."""
+        self.ice_servers: list[dict[str, Any]] = settings.ice_servers()
+        """Where calls find STUN/TURN: the settings', else what the server offers (XEP-0215), else none."""
         self._closing = False
         self._retry_delay = timing.reconnect_min
         self._retry: asyncio.TimerHandle | None = None
         self._acks: dict[str, asyncio.Future[None]] = {}
         self.client = self._client()
         self.calls = XmppCalls(name, self.client, endpoint, call_settings.audio, call_settings.worker,
-                               call_settings.ring_timeout, call_settings.ice_servers)
+                               call_settings.ring_timeout, lambda: self.ice_servers, self._takes_call_from)
 
     # -- the connection ------------------------------------------------------------
     def _client(self) -> slixmpp.ClientXMPP:
@@ -201,6 +221,9 @@ class XmppAccount:
         self._set_state("ONLINE")
         await self._read_block_list()
         await self._discover_upload()
+        if not self.settings.ice_servers():
+            await self._discover_ice_servers()
+        self.discovered = True
 
     def _resumed(self, _: Any) -> None:
         self._retry_delay = self._timing.reconnect_min
@@ -246,6 +269,23 @@ class XmppAccount:
         for jid in blocked:
             self._endpoint.contact_changed(jid.bare, blocked=True)
 
+    async def _discover_ice_servers(self) -> None:
+        """The STUN/TURN services the server announces (XEP-0215), for calls behind NAT."""
+        iq = self.client.make_iq_get(ito=self.jid.domain)
+        iq.xml.append(Element(f"{{{EXTDISCO}}}services"))
+        try:
+            reply = await iq.send(timeout=self._timing.timeout)
+        except (IqError, IqTimeout):
+            return  # none offered: host candidates only (never a public STUN server)
+        self.ice_servers = mapping.ice_servers(reply.xml.find(f"{{{EXTDISCO}}}services"))
+
+    def _takes_call_from(self, bare: str) -> bool:
+        """`call_policy`: anyone's calls ring, or only those of a contact the account has a subscription with."""
+        if self.settings.call_policy == "anyone":
+            return True
+        contact = self.contacts.get(bare)
+        return contact is not None and contact.subscription in ("to", "from", "both")
+
     async def _discover_upload(self) -> None:
         try:
             info = await self.client.plugin["xep_0363"].find_upload_service(timeout=self._timing.timeout)
@@ -253,7 +293,6 @@ class XmppAccount:
             log.info("XMPP account %s: no upload service found (%s)", self.name, exc)
             info = None
         self.upload_service = info["from"] if info is not None else None
-        self.discovered = True
 
     # -- requests the account makes -----------------------------------------------------
     def require_online(self) -> None:

@@ -67,8 +67,9 @@ class Session:
 class XmppCalls:
     """The calls of one account (`name`), over its slixmpp client."""
 
-    def __init__(self, name: str, client: Any, endpoint: Endpoint, audio: CallAudio,
-                 worker: Callable[[], Any], ring_timeout: float, ice_servers: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(self, name: str, client: Any, endpoint: Endpoint, audio: CallAudio, worker: Callable[[], Any],
+                 ring_timeout: float, ice_servers: Callable[[], list[dict[str, Any]]],
+                 takes_call_from: Callable[[str], bool]) -> None:
         self.name = name
         self.client = client
         self.endpoint = endpoint
@@ -76,6 +77,7 @@ class XmppCalls:
         self._worker = worker  # the network's MediaWorker, started on first use
         self._ring_timeout = ring_timeout
         self._ice_servers = ice_servers
+        self._takes_call_from = takes_call_from
         self.sessions: dict[str, Session] = {}
         self._by_call: dict[int, Session] = {}
         client.register_handler(Callback(f"jingle {name}", MatchXPath(f"{{jabber:client}}iq/{{{jingle.JINGLE}}}jingle"),
@@ -177,6 +179,10 @@ class XmppCalls:
             self._remote(session, E.BUSY if busy else E.REFUSE)
 
     def _incoming(self, sid: str, sender: JID) -> None:
+        if not self._takes_call_from(sender.bare):
+            log.info("XMPP account %s: call from %s refused: not a contact (call_policy = contacts)", self.name, sender.bare)
+            self._message(sender.full, jingle.jmi("reject", sid, "decline"))
+            return
         try:
             call_id = self.endpoint.incoming_call(sender.bare)
         except SkypeError as refused:
@@ -256,6 +262,10 @@ class XmppCalls:
             self._ended_by_peer(session, condition, text)
 
     def _initiated_without_jmi(self, iq: Any, element: Element, sender: JID) -> None:
+        if not self._takes_call_from(sender.bare):
+            iq.reply().send()
+            self._send_terminate(sender.full, element.get("sid", ""), "decline", "")
+            return
         try:
             offer = jingle.to_session(element, offer=True)
         except JingleError as refused:

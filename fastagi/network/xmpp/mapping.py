@@ -128,3 +128,17 @@ def _vcard4_fields(vcard: Element) -> dict[str, str]:
             if kind in kinds and not fields.get(key):
                 fields[key] = number
     return fields
+
+
+def ice_servers(services: Element | None) -> list[dict[str, str]]:
+    """aiortc's RTCIceServer fields for the STUN/TURN services of an XEP-0215 answer (UDP ones)."""
+    servers: list[dict[str, str]] = []
+    for service in services.findall("{urn:xmpp:extdisco:2}service") if services is not None else ():
+        kind, host, port = service.get("type", ""), service.get("host", ""), service.get("port", "")
+        if kind not in ("stun", "turn") or not host or service.get("transport", "udp") != "udp":
+            continue
+        server = {"urls": f"{kind}:{host}:{port}" if port.isdigit() else f"{kind}:{host}"}
+        if kind == "turn":
+            server.update(username=service.get("username", ""), credential=service.get("password", ""))
+        servers.append(server)
+    return servers
