@@ -28,6 +28,7 @@ from .loopmonitor import LoopMonitor
 from .manager.accounts import AccountManager
 from .manager.store import Store
 from .media.callmedia import CallMedia
+from .media.voicemail import VoicemailBox
 from .media.engine import MediaEngine
 from .media.ports import PlaybackPort
 from .media.wav import WavPlayer, load_wav
@@ -82,8 +83,9 @@ def xmpp_network(config: Config, audio: CallMedia) -> XmppNetwork | None:
 
     general = config.general
     accounts = {name: settings(XmppSettings, section) for name, section in sections.items()}
-    return XmppNetwork(accounts, Path(general.incoming_dir), audio, Timing(general.network_timeout),
-                       ring_timeout=general.ring_timeout)
+    voicemail = VoicemailBox(audio, Path(general.media_dir) / "voicemail", int(general.record_rate))
+    return XmppNetwork(accounts, Path(general.incoming_dir), audio, voicemail, Timing(general.network_timeout),
+                       ring_timeout=general.ring_timeout, media_timeout=general.media_timeout)
 
 
 class Gateway:

@@ -160,6 +160,9 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("ring_timeout", seconds, 30.0, "seconds an unanswered call rings before it is MISSED"),
         Key("network_timeout", seconds, 10.0,
             "seconds a live network has to confirm a request or answer a query before the action fails"),
+        Key("media_timeout", seconds, 20.0,
+            "seconds an XMPP call's media has to come up, and then the longest its other side may send nothing "
+            "(the call then FAILS with the reason)"),
         Key("sms_price", int_in(0, 100000), 10, "SkypeOut price of one SMS part, hundredths"),
         Key("record_rate", one_of("8000", "16000"), "8000", "sample rate of recorded WAV files: 8000 | 16000"),
         Key("metrics", host_port, None, "host:port of the Prometheus endpoint (off when absent; port 0: any free port)"),
@@ -208,6 +211,9 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("turn_server", host_port, None, "xmpp calls: a TURN server host:port, for calls through NAT"),
         Key("turn_username", free_text, "", "xmpp calls: the TURN user"),
         Key("turn_password", free_text, "", "xmpp calls: the TURN password (never logged)"),
+        Key("voicemail_greeting", path, None,
+            "xmpp: the WAV a caller sent to voicemail hears before the beep (none: the beep only)"),
+        Key("voicemail_max", seconds, 120.0, "xmpp: the longest voicemail message, in seconds"),
     ),
     "user": (
         Key("type", free_text, "user", "user: a user of the embedded Skype network"),
@@ -223,7 +229,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
 }
 SECTION_TYPES = ("account", "user")
 XMPP_KEYS = ("jid", "password", "xmpp_server", "xmpp_port", "xmpp_tls", "xmpp_ca_file", "resource", "call_policy",
-             "stun_server", "turn_server", "turn_username", "turn_password")
+             "stun_server", "turn_server", "turn_username", "turn_password", "voicemail_greeting", "voicemail_max")
 
 
 @dataclass(frozen=True)

@@ -120,9 +120,11 @@ FRAMES = [
         b"UserEvent: SkypeFileTransfer\r\nAccount: alice\r\nTransferID: 5\r\nPartner: bob\r\nFileName: a b.txt\r\n"
         b"Status: COMPLETED\r\nDirection: incoming\r\nPath: /var/media/a b.txt\r\n"),
     (
-        VoicemailReceived("alice", 9, 9, "bob", "RECEIVED", 12),
+        VoicemailReceived("alice", 9, 9, "bob", "RECEIVED", 12, "20261203-101500-call9.wav",
+                          "/var/media/voicemail/alice/20261203-101500-call9.wav"),
         b"UserEvent: SkypeVoicemail\r\nAccount: alice\r\nVoicemailID: 9\r\nCallID: 9\r\nPartner: bob\r\n"
-        b"Status: RECEIVED\r\nDuration: 12\r\n"),
+        b"Status: RECEIVED\r\nDuration: 12\r\nFileName: 20261203-101500-call9.wav\r\n"
+        b"Path: /var/media/voicemail/alice/20261203-101500-call9.wav\r\n"),
     (
         DtmfReceived("alice", 12, "bob", "#"),
         b"UserEvent: SkypeDTMF\r\nAccount: alice\r\nCallID: 12\r\nPartner: bob\r\nDigit: #\r\n"),

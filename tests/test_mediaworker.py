@@ -47,13 +47,13 @@ def test_two_calls_of_the_worker_carry_a_tone_and_digits(codecs: str) -> None:
         try:
             states: dict[str, list[str]] = {"a": [], "b": []}
             digits: dict[str, list[str]] = {"a": [], "b": []}
-            a, a_offer = worker.open(lambda s, r: states["a"].append(s), digits["a"].append, [])
+            a, a_offer = worker.open(lambda s, r: states["a"].append(s), digits["a"].append, [], 20.0)
             offer = await asyncio.wait_for(a_offer, 10)
             if codecs == "PCMU":  # the other side offers G.711 only
                 session = sdp.parse(offer)
                 session.audio.codecs = [c for c in session.audio.codecs if c.name == "PCMU"]
                 offer = sdp.write(session)
-            b, b_answer = worker.open(lambda s, r: states["b"].append(s), digits["b"].append, [],
+            b, b_answer = worker.open(lambda s, r: states["b"].append(s), digits["b"].append, [], 20.0,
                                       offer=through_jingle(offer, offer=True))
             answer = await asyncio.wait_for(b_answer, 10)
             answer_session = sdp.parse(answer)

@@ -6,7 +6,7 @@ import asyncio
 import wave
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import numpy as np
 
@@ -111,7 +111,7 @@ def test_refused_cancelled_unanswered_and_unknown_calls(prosody: Prosody, tmp_pa
 
             unanswered = (await dial("alice", "call-start", user_name=bob))["SKYPE_CALL_ID"]
             await rec.status("alice", unanswered, "MISSED", timeout=10)  # ring_timeout = 5
-            assert gw.manager.calls.live == {}
+            await until(lambda: gw.manager.calls.live == {}, 2)  # bob's side ends with alice's retract
     run(body())
 
 
@@ -178,20 +178,28 @@ def test_an_asterisk_channel_bridged_over_audiosocket_talks_to_the_xmpp_user(pro
 
 # -- against an independent peer (slixmpp and aiortc, its own Jingle) -----------------------------
 @asynccontextmanager
-async def account_and_peer(tmp_path: Path, server: Prosody, account: dict[str, str] | None = None,
+async def account_and_peer(tmp_path: Path, server: Prosody, account: dict[str, str] | None = None, general: str = "",
                            **behaviour) -> AsyncIterator:  # type: ignore[no-untyped-def]
     from xmpp.callpeer import call_peer
 
     alice = server.register(unique("alice"), "secret")
     peer = await call_peer(server, unique("carol"), **behaviour)
     section = xmpp_account(server, "alice", alice, **(account or {}))
-    async with running_gateway(tmp_path, section, "record_rate = 16000\nring_timeout = 4") as gw:
+    async with running_gateway(tmp_path, section, f"record_rate = 16000\nring_timeout = 4\n{general}") as gw:
         rec = Recorder(gw.bus)
         await rec.wait(lambda e: e.kind == "AccountStatus" and e.fields["Status"] == "ONLINE", 10)
         try:
             yield gw, Dialplan(gw.agi.port), rec, alice, peer
         finally:
             await peer.close()
+
+
+async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait until `condition()` is true (TimeoutError after `timeout` seconds)."""
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(poll(), timeout)
 
 
 def heard_tone(pcm: bytes, freq: float) -> bool:
@@ -251,10 +259,7 @@ def test_a_peer_calls_holds_sends_digits_and_hears_the_account(prosody: Prosody,
             await rec.wait(lambda e: e.kind == "DTMF" and e.fields["Digit"] == "*", 10)
             assert [e.fields["Digit"] for e in rec.events if e.kind == "DTMF"] == ["5", "*"]
             assert (await dial("alice", "call-dtmf", call_id=incoming, code="7"))["SKYPE_STATUS"] == "SUCCESS"
-            for _ in range(50):
-                if peer.digits:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: peer.digits)
             assert peer.digits == ["7"]
 
             peer.hold()
@@ -277,10 +282,7 @@ def test_an_offer_without_a_dtls_fingerprint_is_refused(prosody: Prosody, tmp_pa
             await dial("alice", "call-answer", call_id=incoming)
             failed = await rec.status("alice", incoming, "FAILED", timeout=10)
             assert failed.fields["FailureReason"] == "no DTLS fingerprint: unencrypted calls are refused"
-            for _ in range(50):
-                if "session-terminate" in peer.events:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: "session-terminate" in peer.events)
             [terminate] = [j for j in peer.jingles if j.get("action") == "session-terminate"]
             reason = terminate.find("{urn:xmpp:jingle:1}reason")
             assert reason.find("{urn:xmpp:jingle:1}security-error") is not None
@@ -292,10 +294,7 @@ def test_call_policy_contacts_refuses_a_stranger_and_rings_for_a_contact(prosody
     async def body() -> None:
         async with account_and_peer(tmp_path, prosody, {"call_policy": "contacts"}) as (gw, dial, rec, alice, peer):
             peer.call(alice)
-            for _ in range(100):
-                if "reject" in peer.events:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: "reject" in peer.events)
             assert peer.events == ["reject"]
             assert [e for e in rec.events if e.kind == "CallStatus"] == []
 
@@ -313,4 +312,146 @@ def test_call_policy_contacts_refuses_a_stranger_and_rings_for_a_contact(prosody
             incoming = await ringing(rec, "alice")
             assert (await dial("alice", "call-hangup", call_id=incoming))["SKYPE_STATUS"] == "SUCCESS"
             await rec.status("alice", incoming, "REFUSED", timeout=10)
+    run(body())
+
+
+def test_voicemail_greets_beeps_and_keeps_the_callers_message(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        (tmp_path / "media").mkdir(exist_ok=True)
+        write_tone(tmp_path / "media" / "greeting.wav", 500, 1.5)
+        keys = {"voicemail_greeting": str(tmp_path / "media" / "greeting.wav"), "voicemail_max": "1.5",
+                "unanswered": "voicemail"}
+        async with account_and_peer(tmp_path, prosody, keys, voice=880) as (gw, dial, rec, alice, peer):
+            peer.call(alice)
+            first = await ringing(rec, "alice")
+            assert (await dial("alice", "call-vm", call_id=first))["SKYPE_STATUS"] == "SUCCESS"
+            await asyncio.wait_for(peer.connected.wait(), 10)
+            await rec.status("alice", first, "VM_RECORDING", timeout=10)
+            await asyncio.sleep(1.0)
+            peer.hang_up()  # before voicemail_max: the message is what was said until now
+            left = await rec.wait(lambda e: e.kind == "Voicemail", 10)
+            assert rec.statuses("alice", first) == ["RINGING", "VM_BUFFERING_GREETING", "VM_PLAYING_GREETING",
+                                                    "VM_RECORDING", "VM_UPLOADING", "VM_SENT"]
+            heard = np.frombuffer(bytes(peer.heard), "<i2").astype(float)
+
+            peer.connected.clear()
+            peer.call(alice)  # nobody takes this one: unanswered = voicemail, after ring_timeout (4 s)
+            second = await rec.wait(lambda e: e.kind == "CallStatus" and e.fields["Status"] == "RINGING"
+                                    and e.fields["CallID"] != first, 10)
+            kept = await rec.wait(lambda e: e.kind == "Voicemail" and e.fields["CallID"] == second.fields["CallID"], 15)
+            await until(lambda: "session-terminate" in peer.events)  # the gateway ended the call at voicemail_max
+            assert gw.manager.calls.live == {}
+
+        path = Path(left.fields["Path"])
+        assert path.parent == tmp_path / "media" / "voicemail" / "alice" and path.name == left.fields["FileName"]
+        rate, message = read_wav(path)
+        assert abs(len(message) / rate - 1.0) < 0.3 and left.fields["Duration"] == "1"
+        assert abs(dominant(message[int(0.3 * rate):], rate) - 880) < 5 and rms_dbfs(message[int(0.3 * rate):]) > -20
+        assert abs(dominant(heard[int(0.3 * 16000):int(1.3 * 16000)], 16000) - 500) < 5  # the greeting
+        assert abs(dominant(heard[int(1.5 * 16000):int(2.3 * 16000)], 16000) - 1000) < 5  # then the beep
+        rate, message = read_wav(Path(kept.fields["Path"]))
+        assert abs(len(message) / rate - 1.5) < 0.2 and kept.fields["Duration"] == "2"
+    run(body())
+
+
+def test_no_call_is_left_half_open(prosody: Prosody, tmp_path: Path) -> None:
+    """A peer that vanishes mid-call, and one whose media never comes up, fail the call within media_timeout."""
+    async def body() -> None:
+        async with account_and_peer(tmp_path, prosody, general="media_timeout = 2", on_call="echo") as (
+                gw, dial, rec, alice, peer):
+            talking = (await dial("alice", "call-start", user_name=peer.boundjid.bare))["SKYPE_CALL_ID"]
+            await rec.status("alice", talking, "INPROGRESS", timeout=10)
+            await asyncio.wait_for(peer.connected.wait(), 10)
+            await asyncio.sleep(1)
+            peer.vanish()
+            vanished = asyncio.get_running_loop().time()
+            failed = await rec.status("alice", talking, "FAILED", timeout=10)
+            assert failed.fields["FailureReason"] == "no audio from the other side for 2 s"
+            assert 2 <= asyncio.get_running_loop().time() - vanished < 4.5
+            await until(lambda: "session-terminate" in peer.events)
+
+            peer.on_call = "vanish"
+            dead = (await dial("alice", "call-start", user_name=peer.boundjid.bare))["SKYPE_CALL_ID"]
+            await rec.status("alice", dead, "INPROGRESS", timeout=10)  # the session is accepted
+            failed = await rec.status("alice", dead, "FAILED", timeout=10)
+            assert failed.fields["FailureReason"] == "the media connection did not come up within 2 s"
+            assert gw.manager.calls.live == {}
+    run(body())
+
+
+def test_a_hundred_proposes_at_once_ring_two_calls(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with account_and_peer(tmp_path, prosody, on_call="ignore") as (gw, dial, rec, alice, peer):
+            for _ in range(100):
+                peer.call(alice)
+            await until(lambda: peer.events.count("reject") == 98, 10)
+            listed = await dial("alice", "calls-list")
+            assert listed["SKYPE_CALLS_COUNT"] == "2"
+            assert {listed["SKYPE_CALLS_1"], listed["SKYPE_CALLS_2"]} == {peer.boundjid.bare}
+            ringing_calls = [e for e in rec.events if e.kind == "CallStatus" and e.fields["Status"] == "RINGING"]
+            assert len(ringing_calls) == 2
+            for event in ringing_calls:
+                assert (await dial("alice", "call-hangup", call_id=event.fields["CallID"]))["SKYPE_STATUS"] == "SUCCESS"
+            peer.call(alice)  # the flood is over: the contact's next call rings
+            await rec.wait(lambda e: e.kind == "CallStatus" and e.fields["Status"] == "RINGING"
+                           and e.fields["CallID"] not in {c.fields["CallID"] for c in ringing_calls}, 10)
+    run(body())
+
+
+def test_a_conference_of_two_xmpp_contacts_mixed_by_the_gateway(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        from xmpp.callpeer import call_peer
+
+        async with account_and_peer(tmp_path, prosody, voice=440) as (gw, dial, rec, alice, carol):
+            dave = await call_peer(prosody, unique("dave"), voice=660)
+            try:
+                first = (await dial("alice", "call-start", user_name=carol.boundjid.bare))["SKYPE_CALL_ID"]
+                await rec.status("alice", first, "INPROGRESS", timeout=10)
+                added = await dial("alice", "call-conference", call_id=first, conference_user_name=dave.boundjid.bare)
+                assert added["SKYPE_STATUS"] == "SUCCESS"
+                second = added["SKYPE_CONFERENCE_CALL_ID"]
+                await rec.status("alice", second, "INPROGRESS", timeout=10)
+                assert (await dial("alice", "get-call-id", user_name=dave.boundjid.bare))["SKYPE_CALL_ID"] == second
+                listed = await dial("alice", "calls-list")
+                assert (listed["SKYPE_CALLS_COUNT"], listed["SKYPE_CALLS_1_ID"], listed["SKYPE_CALLS_2_ID"]) == (
+                    "2", first, second)
+                await asyncio.sleep(2.5)
+                assert heard_tone(bytes(carol.heard[-16000 * 2:]), 660)  # carol hears dave
+                assert heard_tone(bytes(dave.heard[-16000 * 2:]), 440)  # and dave carol
+                for call in (first, second):
+                    await dial("alice", "call-hangup", call_id=call)
+            finally:
+                await dave.close()
+    run(body())
+
+
+def test_an_rtp_flood_at_the_calls_ports_costs_the_call_nothing(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        import os
+        import socket
+
+        async with account_and_peer(tmp_path, prosody, on_call="echo") as (gw, dial, rec, alice, peer):
+            write_tone(tmp_path / "media" / "t500.wav", 500, 8)
+            out = (await dial("alice", "call-start", user_name=peer.boundjid.bare))["SKYPE_CALL_ID"]
+            await rec.status("alice", out, "INPROGRESS", timeout=10)
+            [initiate] = [j for j in peer.jingles if j.get("action") == "session-initiate"]
+            ports = {(c.get("ip"), int(c.get("port"))) for c in initiate.iter("{urn:xmpp:jingle:transports:ice-udp:1}candidate")
+                     if ":" not in c.get("ip")}  # the worker's own (IPv4) addresses
+            assert ports
+            await dial("alice", "call-set-input-file", call_id=out, file_name="t500.wav")
+            flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            rtp_like = bytes([0x80, 0x6F]) + os.urandom(170)  # an RTP header, then garbage SRTP cannot authenticate
+            for _ in range(10):
+                for _ in range(1000):
+                    for port in ports:
+                        flood.sendto(rtp_like, port)
+                await asyncio.sleep(0.05)
+            flood.close()
+            await dial("alice", "call-set-output-file", call_id=out, file_name="echo.wav")
+            await asyncio.sleep(2)
+            await dial("alice", "call-hangup", call_id=out)
+            assert rec.statuses("alice", out) == ["ROUTING", "RINGING", "INPROGRESS", "FINISHED"]
+        rate, heard = read_wav(tmp_path / "media" / "echo.wav")
+        middle = heard[int(0.5 * rate):int(1.8 * rate)]
+        assert abs(dominant(middle, rate) - 500) < 5 and rms_dbfs(middle) > -20
     run(body())

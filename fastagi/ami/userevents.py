@@ -44,7 +44,7 @@ USER_EVENTS: dict[type[Event], tuple[str, Fields]] = {
         ("Direction", "direction"), ("Path", "path"))),
     VoicemailReceived: ("Voicemail", (
         ("VoicemailID", "voicemail_id"), ("CallID", "call_id"), ("Partner", "partner"), ("Status", "status"),
-        ("Duration", "duration"))),
+        ("Duration", "duration"), ("FileName", "file_name"), ("Path", "path"))),
     DtmfReceived: ("DTMF", (("CallID", "call_id"), ("Partner", "partner"), ("Digit", "digit"))),
     BalanceChanged: ("Balance", (("Balance", "balance"), ("Currency", "currency"))),
     AccountChanged: ("AccountStatus", (("Status", "status"),)),

@@ -181,6 +181,8 @@ class Calls:
             return
         if "reason" in details:
             call.failure_reason = details["reason"]
+        if "voicemail" in details:
+            call.voicemail_path, call.voicemail_seconds = details["voicemail"], float(details["seconds"])
         try:
             self._transition(call, event)
         except IllegalTransition as exc:

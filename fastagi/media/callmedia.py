@@ -45,12 +45,21 @@ class CallMedia:
         """The account's side of a call (created on first use: a file set before the answer plays from the answer)."""
         return self._audio((account, call_id)).port
 
-    def record(self, account: str, call_id: int, path: Path, rate: int) -> None:
-        """Record what the account hears on this call into a new WAV, until the call ends."""
+    def record(self, account: str, call_id: int, path: Path, rate: int) -> WavRecorder:
+        """Record what the account hears on this call into a new WAV, until the call ends (or `stop_recording`)."""
         recorder = WavRecorder(path, rate)
         audio = self._audio((account, call_id))
         audio.recorders.append(recorder)
         audio.port.add_sink(recorder)
+        return recorder
+
+    def stop_recording(self, account: str, call_id: int, recorder: WavRecorder) -> None:
+        """Close one recording of a call that goes on."""
+        audio = self._calls.get((account, call_id))
+        if audio is not None and recorder in audio.recorders:
+            audio.recorders.remove(recorder)
+            audio.port.remove_sink(recorder)
+        recorder.close()
 
     def _audio(self, key: Key) -> CallAudio:
         audio = self._calls.get(key)

@@ -298,6 +298,11 @@ class WavRecorder:
     def closed(self) -> bool:
         return self._fd is None
 
+    @property
+    def seconds(self) -> float:
+        """The audio written to the file so far (all of it once closed)."""
+        return self._data_size / (2 * self.rate)
+
     def write_frame(self, frame: bytes) -> None:
         if self._fd is None or self.error is not None:
             return

@@ -156,6 +156,8 @@ class Call:
     answered: float | None = None
     ended: float | None = None
     asterisk_channel: str = ""  # the channel whose dialplan placed or answered it (for PlayDTMF)
+    voicemail_path: str = ""  # the message left, when the gateway's own voicemail took it
+    voicemail_seconds: float | None = None
 
     @property
     def is_ended(self) -> bool:

@@ -98,6 +98,9 @@ class VoicemailReceived:
     status: str
     duration: int
     """Seconds of the message."""
+    file_name: str = ""
+    path: str = ""
+    """Where the gateway kept the message (its own voicemail); empty when the network keeps it."""
 
 
 @dataclass(frozen=True, slots=True)

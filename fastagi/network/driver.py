@@ -75,6 +75,19 @@ class CallAudio(Protocol):
         """The call's audio is over (the call ended, or moved on)."""
 
 
+class Voicemail(Protocol):
+    """Voicemail the gateway runs for a network that has none: a driver calls it once a call's audio is connected."""
+
+    async def greet(self, account: str, call_id: int, greeting: Path | None) -> None:
+        """Play the greeting and a beep to the caller; return once played."""
+
+    def record(self, account: str, call_id: int) -> Path:
+        """Start recording the caller into a new file: its path."""
+
+    def stop(self, account: str, call_id: int) -> tuple[Path, float] | None:
+        """End the recording: the message's file and seconds, or None if none was started."""
+
+
 class NetworkDriver(Protocol):
     """A network the gateway's accounts live on."""
 

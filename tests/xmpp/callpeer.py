@@ -129,7 +129,7 @@ class CallPeer(Peer):
 
     def __init__(self, *args: Any, on_call: str = "answer", voice: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.on_call = on_call  # answer | echo | refuse | ignore
+        self.on_call = on_call  # answer | echo | refuse | ignore | vanish (answers, then is never heard on the wire)
         self.voice = voice  # the tone it says (Hz), 0: silence
         self.pc: RTCPeerConnection | None = None
         self.sid = ""
@@ -155,7 +155,7 @@ class CallPeer(Peer):
             self.sid, self.caller = element.get("id"), message["from"].full
             if self.on_call == "refuse":
                 self._jmi_send(self.caller, "reject")
-            elif self.on_call in ("answer", "echo"):
+            elif self.on_call in ("answer", "echo", "vanish"):
                 self._jmi_send(self.caller, "ringing")
                 self._jmi_send(self.caller, "proceed")
         elif kind == "proceed":
@@ -185,6 +185,8 @@ class CallPeer(Peer):
         offered = tuple((int(p.get("id")), int(p.get("clockrate", "8000")))
                         for p in jingle.iter(f"{{{RTP}}}payload-type") if p.get("name") == "telephone-event")
         accept.extend(sdp_to_contents(self.pc.localDescription.sdp, telephone_events=offered))
+        if self.on_call == "vanish":
+            self.vanish()
         await self._send_iq(caller, accept)
 
     # -- calling ---------------------------------------------------------------------------------
@@ -278,6 +280,12 @@ class CallPeer(Peer):
         info = Element(f"{{{JINGLE}}}jingle", action="session-info", sid=self.sid)
         SubElement(info, f"{{{INFO}}}{'hold' if on else 'unhold'}")
         asyncio.ensure_future(self._send_iq(self.caller or self.callee, info))
+
+    def vanish(self) -> None:
+        """Drop off the network with no goodbye: its media sockets close, nothing more is sent or received."""
+        for transceiver in self.pc.getTransceivers():
+            for protocol in transceiver.sender.transport.transport._connection._protocols:
+                protocol.transport.close()
 
     def hang_up(self) -> None:
         terminate = Element(f"{{{JINGLE}}}jingle", action="session-terminate", sid=self.sid)

@@ -21,7 +21,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-
 from xml.etree.ElementTree import Element
 
 import slixmpp
@@ -31,9 +30,9 @@ from slixmpp.plugins.xep_0198.stanza import RequestAck
 
 from ...model import errors
 from ...model.errors import SkypeError
-from ..driver import CallAudio, Endpoint
+from ..driver import Endpoint
 from . import mapping
-from .calls import XmppCalls
+from .calls import CallPolicy, CallSettings, XmppCalls
 
 log = logging.getLogger("fastagi.network.xmpp")
 
@@ -62,6 +61,8 @@ class XmppSettings:
     turn_server: tuple[str, int] | None = None
     turn_username: str = ""
     turn_password: str = ""
+    voicemail_greeting: Path | None = None
+    voicemail_max: float = 120.0
 
     def ice_servers(self) -> list[dict[str, Any]]:
         """The STUN and TURN servers the account's settings give (aiortc's RTCIceServer fields)."""
@@ -80,15 +81,6 @@ class XmppSettings:
             return None
         port = self.xmpp_port or (5223 if self.xmpp_tls == "direct" else 5222)
         return self.xmpp_server or JID(self.jid).domain, port
-
-
-@dataclass(frozen=True)
-class CallSettings:
-    """What an account's calls need from the network: the media engine's side, the media worker, the ring time."""
-
-    audio: CallAudio
-    worker: Callable[[], Any]
-    ring_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -144,8 +136,9 @@ class XmppAccount:
         self._retry: asyncio.TimerHandle | None = None
         self._acks: dict[str, asyncio.Future[None]] = {}
         self.client = self._client()
-        self.calls = XmppCalls(name, self.client, endpoint, call_settings.audio, call_settings.worker,
-                               call_settings.ring_timeout, lambda: self.ice_servers, self._takes_call_from)
+        policy = CallPolicy(lambda: self.ice_servers, self._takes_call_from, settings.voicemail_greeting,
+                            settings.voicemail_max)
+        self.calls = XmppCalls(name, self.client, endpoint, call_settings, policy)
 
     # -- the connection ------------------------------------------------------------
     def _client(self) -> slixmpp.ClientXMPP:

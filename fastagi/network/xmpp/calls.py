@@ -11,6 +11,12 @@ Incoming: a contact's `propose` rings the account and is answered `ringing`;
 contact's session-initiate is answered with session-accept; `call-hangup` sends
 `reject`. A session-initiate without JMI (older clients) rings the account the same way.
 
+Voicemail (`call-vm`, or `unanswered = voicemail`): the gateway answers the call itself
+(VM_BUFFERING_GREETING), plays the account's greeting and a beep (VM_PLAYING_GREETING),
+records the caller (VM_RECORDING) until the caller hangs up, the account hangs up or the
+message reaches `voicemail_max` (VM_UPLOADING), and the message is kept (VM_SENT, with
+its file and length for the Voicemail event). XMPP has no voicemail of its own.
+
 In a call: hold is session-info `hold`/`unhold`, DTMF is RFC 4733 in the worker, hanging
 up is session-terminate and a JMI `finish`. An offer the worker cannot take (no DTLS
 fingerprint, no codec in common, malformed) is answered with session-terminate and its
@@ -23,6 +29,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 from xml.etree.ElementTree import Element
 
@@ -33,7 +40,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from ...model.calls import Call, CallEvent
 from ...model.errors import SkypeError
-from ..driver import CallAudio, Endpoint
+from ..driver import CallAudio, Endpoint, Voicemail
 from . import jingle, sdp
 from .jingle import Jmi, JingleError
 from .mediaclient import MediaWorker
@@ -43,6 +50,8 @@ E = CallEvent
 
 TELEPHONE_EVENTS = (sdp.Codec(101, "telephone-event", 8000), sdp.Codec(102, "telephone-event", 48000))
 """What the gateway's offers add to aiortc's codecs (which do not know telephone-event)."""
+MAX_CALLS_PER_CONTACT = 2
+"""Calls one contact may have with the account at once: more are answered busy (a flood of proposes rings nothing)."""
 SETUP_TIMEOUT = 10.0
 """Seconds the other side has to go on with a call it said yes to (session-initiate, session-accept)."""
 
@@ -59,25 +68,46 @@ class Session:
     media: int | None = None  # the worker's number of the call
     offer: str = ""  # an incoming session-initiate's SDP, until it is answered
     answered: bool = False  # call-answer was given (incoming)
+    voicemail: bool = False  # answered by the gateway's voicemail
+    recording: bool = False  # the voicemail records the caller
     active: bool = False
     timer: asyncio.TimerHandle | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class CallSettings:
+    """What the calls of every account share: the media engine's side, the media worker, the gateway's voicemail,
+    the ring time, and how long media may take to come up or stay silent on the wire."""
+
+    audio: CallAudio
+    worker: Callable[[], Any]
+    voicemail: Voicemail
+    ring_timeout: float = 30.0
+    media_timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """One account's own ways with calls."""
+
+    ice_servers: Callable[[], list[dict[str, Any]]]
+    takes_call_from: Callable[[str], bool]
+    greeting: Path | None = None
+    voicemail_max: float = 120.0
+
+
 class XmppCalls:
     """The calls of one account (`name`), over its slixmpp client."""
 
-    def __init__(self, name: str, client: Any, endpoint: Endpoint, audio: CallAudio, worker: Callable[[], Any],
-                 ring_timeout: float, ice_servers: Callable[[], list[dict[str, Any]]],
-                 takes_call_from: Callable[[str], bool]) -> None:
+    def __init__(self, name: str, client: Any, endpoint: Endpoint, settings: CallSettings, policy: CallPolicy) -> None:
         self.name = name
         self.client = client
         self.endpoint = endpoint
-        self.audio = audio
-        self._worker = worker  # the network's MediaWorker, started on first use
-        self._ring_timeout = ring_timeout
-        self._ice_servers = ice_servers
-        self._takes_call_from = takes_call_from
+        self.audio = settings.audio
+        self._worker = settings.worker  # the network's MediaWorker, started on first use
+        self._settings = settings
+        self._policy = policy
         self.sessions: dict[str, Session] = {}
         self._by_call: dict[int, Session] = {}
         client.register_handler(Callback(f"jingle {name}", MatchXPath(f"{{jabber:client}}iq/{{{jingle.JINGLE}}}jingle"),
@@ -90,7 +120,7 @@ class XmppCalls:
     def place(self, call: Call, bare: str) -> None:
         session = self._new(uuid.uuid4().hex, call.id, bare, outgoing=True)
         self._message(bare, jingle.jmi("propose", session.sid), jingle.store_hint(), message_id=session.sid)
-        session.timer = asyncio.get_running_loop().call_later(self._ring_timeout, self._unanswered, session.sid)
+        session.timer = asyncio.get_running_loop().call_later(self._settings.ring_timeout, self._unanswered, session.sid)
 
     def action(self, call: Call, event: CallEvent) -> None:
         session = self._by_call.get(call.id)
@@ -101,11 +131,14 @@ class XmppCalls:
         elif event in (E.REFUSE, E.NO_ANSWER):
             self._message(session.peer or session.bare, jingle.jmi("reject", session.sid,
                                                                    "decline" if event is E.REFUSE else "timeout"))
-        elif event is E.ANSWER:
-            session.answered = True
+        elif event in (E.ANSWER, E.VOICEMAIL):
+            session.answered, session.voicemail = True, event is E.VOICEMAIL
             self._answer(session)
-        elif event is E.FINISH:
+        elif event in (E.FINISH, E.VM_CANCEL):
             self._terminate(session, "success")
+        elif event is E.VM_UPLOAD:  # the account hung up on a message being recorded: it is kept
+            self._terminate(session, "success")
+            self._keep_message(session)
         elif event in (E.LOCAL_HOLD, E.LOCAL_RESUME):
             self._info(session, "hold" if event is E.LOCAL_HOLD else "unhold")
 
@@ -179,9 +212,9 @@ class XmppCalls:
             self._remote(session, E.BUSY if busy else E.REFUSE)
 
     def _incoming(self, sid: str, sender: JID) -> None:
-        if not self._takes_call_from(sender.bare):
-            log.info("XMPP account %s: call from %s refused: not a contact (call_policy = contacts)", self.name, sender.bare)
-            self._message(sender.full, jingle.jmi("reject", sid, "decline"))
+        refused = self._refusal(sender.bare)
+        if refused:
+            self._message(sender.full, jingle.jmi("reject", sid, refused))
             return
         try:
             call_id = self.endpoint.incoming_call(sender.bare)
@@ -192,6 +225,17 @@ class XmppCalls:
         session = self._new(sid, call_id, sender.bare, outgoing=False)
         session.peer = sender.full
         self._message(sender.full, jingle.jmi("ringing", sid))
+
+    def _refusal(self, bare: str) -> str:
+        """Why a call from `bare` is refused before it rings (a Jingle reason), or '' if it may ring."""
+        if not self._policy.takes_call_from(bare):
+            log.info("XMPP account %s: call from %s refused: not a contact (call_policy = contacts)", self.name, bare)
+            return "decline"
+        if sum(session.bare == bare for session in self.sessions.values()) >= MAX_CALLS_PER_CONTACT:
+            log.debug("XMPP account %s: call from %s refused: %d calls with it already", self.name, bare,
+                      MAX_CALLS_PER_CONTACT)
+            return "busy"
+        return ""
 
     def _answer(self, session: Session) -> None:
         if session.offer:  # rung by a session-initiate: answer it now
@@ -204,7 +248,8 @@ class XmppCalls:
     # -- the Jingle session -------------------------------------------------------------------
     async def _initiate(self, session: Session) -> None:
         worker = await self._started_worker()
-        session.media, description = worker.open(self._media_state(session), self._dtmf(session), self._ice_servers())
+        session.media, description = worker.open(self._media_state(session), self._dtmf(session),
+                                                 self._policy.ice_servers(), self._settings.media_timeout)
         offer = sdp.parse(await asyncio.wait_for(description, SETUP_TIMEOUT))
         offer.audio.codecs += TELEPHONE_EVENTS
         stanza = jingle.jingle("session-initiate", session.sid, initiator=str(self.client.boundjid),
@@ -214,7 +259,8 @@ class XmppCalls:
 
     async def _accept(self, session: Session) -> None:
         worker = await self._started_worker()
-        session.media, description = worker.open(self._media_state(session), self._dtmf(session), self._ice_servers(),
+        session.media, description = worker.open(self._media_state(session), self._dtmf(session),
+                                                 self._policy.ice_servers(), self._settings.media_timeout,
                                                  offer=session.offer)
         answer = sdp.parse(await asyncio.wait_for(description, SETUP_TIMEOUT))
         offered = [c for c in sdp.parse(session.offer).audio.codecs if c.name.lower() == jingle.TELEPHONE_EVENT]
@@ -230,6 +276,31 @@ class XmppCalls:
             session.timer.cancel()
         assert session.media is not None
         self.audio.connect(self.name, session.call_id, self._worker().port(session.media))
+        if session.voicemail:
+            self._spawn(session, self._take_message(session))
+
+    # -- the gateway's voicemail ------------------------------------------------------------------
+    async def _take_message(self, session: Session) -> None:
+        box, longest = self._settings.voicemail, self._policy.voicemail_max
+        self._remote(session, E.VM_GREETING)
+        await box.greet(self.name, session.call_id, self._policy.greeting)
+        box.record(self.name, session.call_id)
+        session.recording = True
+        self._remote(session, E.VM_RECORD)
+        await asyncio.sleep(longest)
+        log.info("XMPP account %s: voicemail of call %d reached its longest (%g s)", self.name, session.call_id, longest)
+        self._terminate(session, "success")
+        self._remote(session, E.VM_UPLOAD)
+        self._keep_message(session)
+
+    def _keep_message(self, session: Session) -> None:
+        """The recording ends: the message is kept (VM_SENT, with its file and length)."""
+        message = self._settings.voicemail.stop(self.name, session.call_id)
+        if message is None:
+            self._remote(session, E.VM_FAIL, reason="no message was recorded")
+            return
+        path, seconds = message
+        self._remote(session, E.VM_SENT, voicemail=str(path), seconds=f"{seconds:.2f}")
 
     def _jingle(self, iq: Any) -> None:
         element: Element = iq.xml.find(jingle.q(jingle.JINGLE, "jingle"))
@@ -262,9 +333,10 @@ class XmppCalls:
             self._ended_by_peer(session, condition, text)
 
     def _initiated_without_jmi(self, iq: Any, element: Element, sender: JID) -> None:
-        if not self._takes_call_from(sender.bare):
+        refused = self._refusal(sender.bare)
+        if refused:
             iq.reply().send()
-            self._send_terminate(sender.full, element.get("sid", ""), "decline", "")
+            self._send_terminate(sender.full, element.get("sid", ""), refused, "")
             return
         try:
             offer = jingle.to_session(element, offer=True)
@@ -309,6 +381,9 @@ class XmppCalls:
         self._remote(session, E.FAIL, reason=refused.text)
 
     def _ended_by_peer(self, session: Session, condition: str, text: str) -> None:
+        if session.voicemail:
+            self._caller_left_voicemail(session)
+            return
         if session.active:
             event = E.FINISH if condition in ("success", "", "gone") else E.FAIL
         elif session.outgoing:
@@ -316,6 +391,16 @@ class XmppCalls:
         else:
             event = E.NO_ANSWER if condition in ("cancel", "success", "") else E.FAIL
         self._remote(session, event, reason=(text or condition) if event is E.FAIL else "")
+
+    def _caller_left_voicemail(self, session: Session) -> None:
+        """Hanging up after the beep leaves the message; before it, nothing."""
+        for task in session.tasks:
+            task.cancel()
+        if session.recording:
+            self._remote(session, E.VM_UPLOAD)
+            self._keep_message(session)
+        else:
+            self._remote(session, E.VM_CANCEL)
 
     # -- sending ---------------------------------------------------------------------------------
     def _terminate(self, session: Session, condition: str) -> None:
@@ -365,6 +450,8 @@ class XmppCalls:
         return session
 
     def _remote(self, session: Session, event: CallEvent, **details: str) -> None:
+        if session.voicemail and event is E.FAIL:
+            event = E.VM_FAIL
         self.endpoint.call_event(session.call_id, event, **details)
 
     def _unanswered(self, sid: str) -> None:
@@ -381,9 +468,18 @@ class XmppCalls:
 
     def _media_state(self, session: Session) -> Callable[[str, str], None]:
         def changed(state: str, reason: str) -> None:
-            if state == "failed" and sid_alive(self, session.sid):
+            if state not in ("failed", "closed") or not sid_alive(self, session.sid):
+                return
+            if session.voicemail:  # the caller's line is gone: what was recorded is kept
+                self._terminate(session, "success")
+                self._caller_left_voicemail(session)
+            elif state == "failed":
+                log.info("XMPP account %s: call %d: %s", self.name, session.call_id, reason)
                 self._terminate(session, "failed-transport")
                 self._remote(session, E.FAIL, reason=reason or "the media connection failed")
+            elif session.active:  # the other side closed its media without a session-terminate
+                self._terminate(session, "success")
+                self._remote(session, E.FINISH, reason="the other side closed the media")
         return changed
 
     def _dtmf(self, session: Session) -> Callable[[str], None]:

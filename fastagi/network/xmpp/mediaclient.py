@@ -97,11 +97,14 @@ class MediaWorker(asyncio.Protocol):
 
     # -- calls --------------------------------------------------------------------------------
     def open(self, on_state: Callable[[str, str], None], on_dtmf: Callable[[str], None],
-             ice_servers: list[dict[str, Any]], offer: str | None = None) -> tuple[int, asyncio.Future[str]]:
-        """A new call: its number, and the local description to come (an offer, or the answer to `offer`)."""
+             ice_servers: list[dict[str, Any]], timeout: float, offer: str | None = None) -> tuple[int, asyncio.Future[str]]:
+        """A new call: its number, and the local description to come (an offer, or the answer to `offer`).
+
+        Its media must come up within `timeout` seconds, and then the other side may not be silent on the wire
+        (no RTP, no RTCP) for longer: else the call's state becomes `failed`."""
         number = next(self._numbers)
         call = self._calls[number] = _Call(CallPort(self, number), on_state, on_dtmf)
-        self._send({"op": "open", "call": number, "ice": ice_servers, "offer": offer})
+        self._send({"op": "open", "call": number, "ice": ice_servers, "timeout": timeout, "offer": offer})
         return number, call.description
 
     def port(self, number: int) -> CallPort:

@@ -76,9 +76,13 @@ class GatewayTrack(MediaStreamTrack):
 class Call:
     """One call's peer connection, its two audio directions and its telephone-events."""
 
-    def __init__(self, number: int, worker: Worker, ice_servers: list[dict[str, Any]]) -> None:
+    def __init__(self, number: int, worker: Worker, ice_servers: list[dict[str, Any]], timeout: float) -> None:
         self.number = number
         self.worker = worker
+        self.timeout = timeout
+        """Seconds the media has to come up, and then the longest the other side may send nothing."""
+        self.heard_at = asyncio.get_running_loop().time()  # the last RTP or RTCP packet (or the start)
+        self.connected = False
         servers = [RTCIceServer(**server) for server in ice_servers]  # none: host candidates only, never a public STUN
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self.track = GatewayTrack()
@@ -90,7 +94,7 @@ class Call:
         self.event_pt: int | None = None  # telephone-event payload type the other side takes
         self.event_pts: set[int] = set()  # telephone-event payload types the other side sends
         self._sequence: int | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(self._watch())]
         self.trace = False
         """Report each telephone-event packet received (diagnostics, tests)."""
 
@@ -128,10 +132,22 @@ class Call:
 
     def _state(self) -> None:
         state = self.pc.connectionState
-        if state == "connected":
+        if state == "connected" and not self.connected:
+            self.connected = True
+            self.heard_at = asyncio.get_running_loop().time()
             self._hook_rtp()
         if state in ("connected", "failed", "closed"):
             self.worker.send({"op": "state", "call": self.number, "state": state})
+
+    async def _watch(self) -> None:
+        """No call is left half-open: media that never comes up (ICE or DTLS never completing), or a peer that
+        vanished (nothing received, RTP or RTCP, for `timeout` seconds) fails the call with the reason."""
+        loop = asyncio.get_running_loop()
+        while loop.time() - self.heard_at < self.timeout:
+            await asyncio.sleep(min(1.0, self.timeout / 4))
+        reason = (f"no audio from the other side for {self.timeout:g} s" if self.connected
+                  else f"the media connection did not come up within {self.timeout:g} s")
+        self.worker.send({"op": "state", "call": self.number, "state": "failed", "reason": reason})
 
     def _track(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.ensure_future(self._receive(track)))
@@ -177,6 +193,7 @@ class Call:
                 self._sequence += 1
 
         transport._send_rtp = send  # aiortc has no telephone-event: its RTP goes through this hook
+        self._hook_arrivals(transport)
         receiver = transceiver.receiver
         handle = receiver._handle_rtp_packet
 
@@ -197,6 +214,21 @@ class Call:
         receiver._handle_rtp_packet = receive  # the same for received telephone-events
         # aiortc's router drops a payload type no codec of the receiver has: these are the receiver's too
         transport._rtp_router.register_receiver(receiver, ssrcs=[], payload_types=sorted(self.event_pts))
+
+    def _hook_arrivals(self, transport: Any) -> None:
+        """Every packet the other side sends, once decrypted, tells the watch it is alive."""
+        loop = asyncio.get_running_loop()
+        rtp, rtcp = transport._handle_rtp_data, transport._handle_rtcp_data
+
+        async def on_rtp(data: bytes, arrival_time_ms: int) -> None:
+            self.heard_at = loop.time()
+            await rtp(data, arrival_time_ms=arrival_time_ms)
+
+        async def on_rtcp(data: bytes) -> None:
+            self.heard_at = loop.time()
+            await rtcp(data)
+
+        transport._handle_rtp_data, transport._handle_rtcp_data = on_rtp, on_rtcp
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -248,7 +280,7 @@ class Worker(asyncio.Protocol):
         op, number = message["op"], int(message.get("call", 0))
         try:
             if op == "open":
-                call = self.calls[number] = Call(number, self, message.get("ice", []))
+                call = self.calls[number] = Call(number, self, message.get("ice", []), float(message["timeout"]))
                 offer = message.get("offer")
                 if offer:
                     self.send({"op": "answer", "call": number, "sdp": await call.answer(offer)})

@@ -27,15 +27,16 @@ from ...model.calls import Call, CallEvent
 from ...model.capabilities import Feature
 from ...model.errors import SkypeError
 from ...model.profiles import Profile
-from ..driver import CallAudio, Endpoint
+from ..driver import CallAudio, Endpoint, Voicemail
 from . import mapping
-from .account import CallSettings, Timing, XmppAccount, XmppSettings, bare_jid
+from .account import Timing, XmppAccount, XmppSettings, bare_jid
+from .calls import CallSettings
 from .mediaclient import MediaWorker
 
 log = logging.getLogger("fastagi.network.xmpp")
 
 FEATURES = frozenset({Feature.CHAT, Feature.CONTACTS, Feature.BLOCKING, Feature.PROFILES, Feature.FILES,
-                      Feature.CALLS, Feature.DTMF, Feature.CONFERENCE})
+                      Feature.CALLS, Feature.DTMF, Feature.CONFERENCE, Feature.VOICEMAIL})
 DOWNLOAD_CHUNK = 65536
 
 
@@ -44,14 +45,15 @@ class XmppNetwork:
 
     name = "xmpp"
 
-    def __init__(self, accounts: dict[str, XmppSettings], incoming_dir: Path, audio: CallAudio,
-                 timing: Timing = Timing(), max_file_size: int = 100 * 1024 * 1024, ring_timeout: float = 30.0) -> None:
+    def __init__(self, accounts: dict[str, XmppSettings], incoming_dir: Path, audio: CallAudio, voicemail: Voicemail,
+                 timing: Timing = Timing(), max_file_size: int = 100 * 1024 * 1024, ring_timeout: float = 30.0,
+                 media_timeout: float = 20.0) -> None:
         self._settings = accounts
         self._incoming_dir = incoming_dir
         self._timing = timing
         self._max_file_size = max_file_size
         self._worker = MediaWorker()
-        self._calls = CallSettings(audio, lambda: self._worker, ring_timeout)
+        self._calls = CallSettings(audio, lambda: self._worker, voicemail, ring_timeout, media_timeout)
         self._accounts: dict[str, XmppAccount] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._background = Background(log)
