@@ -74,3 +74,10 @@ def test_xmpp_bench_sends_through_prosody_and_every_peer_message_arrives(prosody
     gateway_rate, failed, bare_rate = float(row[1]), int(row[3]), float(row[5])
     assert gateway_rate > 0 and failed == 0 and bare_rate > 0, output
     assert re.search(r"peer message -> UserEvent at 40/s: p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms, 0 not arrived", output), output
+
+
+def test_jingle_bench_runs_echo_calls_through_the_gateway_and_the_bare_pair(prosody):  # type: ignore[no-untyped-def]
+    output = bench("bench.jingle", "--calls", "2", "--seconds", "1")
+    [row] = [line.split() for line in output.splitlines() if re.match(r"^\s+2\s+\d", line)]
+    gateway_cpu, late, bare_cpu = float(row[1]), float(row[2].rstrip("%")), float(row[5])
+    assert gateway_cpu > 0 and bare_cpu > 0 and late < 50, output  # the echo came back through both

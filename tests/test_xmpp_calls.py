@@ -219,7 +219,7 @@ def test_a_peer_that_echoes_returns_the_tone_played_into_the_call(prosody: Proso
             await asyncio.sleep(3)
             await dial("alice", "call-hangup", call_id=out)
             await rec.status("alice", out, "FINISHED", timeout=5)
-            assert "session-terminate" in peer.events
+            await until(lambda: "session-terminate" in peer.events)
         rate, heard = read_wav(tmp_path / "media" / "echo.wav")
         middle = heard[int(1.0 * rate):int(2.5 * rate)]
         assert abs(dominant(middle, rate) - 500) < 5 and rms_dbfs(middle) > -20

@@ -1,0 +1,314 @@
+"""Voice calls with XMPP users under load: N echo calls through the gateway beside a bare aiortc echo pair.
+
+A throwaway Prosody (the tests' `tests/xmpp/server.py`) and N echo peers (the tests'
+independent XMPP phone, `tests/xmpp/callpeer.py`: slixmpp and aiortc) run on the load
+core. Measured in the same run, for each N:
+
+- the gateway: `skype-fastagi serve`, pinned to the other core, whose XMPP account calls
+  the N peers with `call-start`; each call plays a 440 Hz WAV (`call-set-input-file`)
+  that the peer says back through DTLS-SRTP, recorded by the gateway
+  (`call-set-output-file`). Its CPU (the gateway's process and its media worker), the
+  silent 20 ms frames in the recordings once the echo flows (a frame that came late or
+  never), its event loop's worst lag and the round trip of an AGI action while the
+  calls run;
+- the baseline: one process on the gateway's core with N bare aiortc peer connections
+  sending the same tone to N aiortc echo peers on the load core (signalled through a
+  pipe, no XMPP), counting the echoed frames that never came: the same media work
+  without the gateway.
+
+    python -m bench.jingle [--calls 1 10 20] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import platform
+import sys
+import tempfile
+import time
+import urllib.request
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .agi_load import one_session
+from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, percentile, pin, process_cpu_seconds, raise_file_limit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from xmpp.callpeer import EchoTrack, ToneTrack, call_peer  # noqa: E402 - the tests' independent phone
+from xmpp.server import Prosody  # noqa: E402 - the tests' throwaway server
+
+TONE_HZ = 440.0
+SETTLE = 3.0  # seconds after the calls are up before measuring: ICE, DTLS and the echo's first frames
+SILENT_DBFS = -40.0  # a 20 ms frame quieter than this, inside the echoed tone, came late or never
+GATEWAY = """
+[general]
+bind = 127.0.0.1
+port = {port}
+database = {folder}/state.db
+media_dir = {folder}
+incoming_dir = {folder}
+control_socket = {folder}/control.sock
+record_rate = 16000
+metrics = 127.0.0.1:{metrics}
+[audiosocket]
+port = 0
+[alice]
+type = account
+network = xmpp
+jid = alice@localhost
+password = secret
+xmpp_server = 127.0.0.1
+xmpp_port = {c2s}
+xmpp_ca_file = {ca}
+"""
+
+
+# -- the AGI side --------------------------------------------------------------------------------
+async def action(port: int, script: str) -> dict[str, str]:
+    """Run one action as Asterisk would; the variables it set."""
+    ended = await one_session(port, script, 1)
+    variables = {}
+    for line in ended.commands:
+        if line.startswith(b"SET VARIABLE "):
+            name, _, value = line[len(b"SET VARIABLE "):].decode().partition(" ")
+            variables[name] = value.strip('"')
+    return variables
+
+
+async def agi_round_trips(port: int, until: float) -> list[float]:
+    """Seconds each `get-call-id` took, one every 50 ms until `until`: what a dialplan waits while calls run."""
+    taken = []
+    while time.perf_counter() < until:
+        began = time.perf_counter()
+        await action(port, "get-call-id?account=alice&user-name=nobody@localhost")
+        taken.append(time.perf_counter() - began)
+        await asyncio.sleep(0.05)
+    return taken
+
+
+def worst_loop_lag(metrics_port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    line = next(line for line in text.splitlines() if line.startswith("skype_fastagi_event_loop_lag_worst_seconds "))
+    return float(line.split()[1])
+
+
+def gateway_cpu(gateway: Server) -> float:
+    """CPU seconds of the gateway and its children (the media worker)."""
+    children = Path(f"/proc/{gateway.process.pid}/task/{gateway.process.pid}/children").read_text().split()
+    return gateway.cpu_seconds() + sum(process_cpu_seconds(int(pid)) for pid in children)
+
+
+def silent_frames(path: Path, start: float, seconds: float) -> tuple[int, int]:
+    """(silent 20 ms frames, frames) of a recording between `start` and `start + seconds`."""
+    with wave.open(str(path)) as reader:
+        rate = reader.getframerate()
+        samples = np.frombuffer(reader.readframes(reader.getnframes()), "<i2").astype(float)
+    frame = rate // 50
+    window = samples[int(start * rate):int((start + seconds) * rate)]
+    frames = window[: len(window) // frame * frame].reshape(-1, frame)
+    levels = 20 * np.log10(np.maximum(np.sqrt(np.mean(frames ** 2, axis=1)), 1e-9) / 32768)
+    return int(np.sum(levels < SILENT_DBFS)), len(levels)
+
+
+async def gateway_calls(server: Prosody, calls: int, seconds: float) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp(prefix="bench-jingle-"))
+    n = np.arange(int((SETTLE + seconds + 5) * 16000))
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * TONE_HZ * n / 16000)).astype("<i2")
+    with wave.open(str(folder / "tone.wav"), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000), out.writeframes(tone.tobytes())
+    port, metrics = free_port(), free_port()
+    (folder / "gateway.conf").write_text(GATEWAY.format(port=port, folder=folder, metrics=metrics,
+                                                        c2s=server.c2s_port, ca=server.ca_file))
+    peers = PeersProcess("xmpp", server, calls)
+    gateway = Server.start([sys.executable, "-m", "fastagi", "serve", "--config", str(folder / "gateway.conf")],
+                           port, folder / "gateway.log")
+    try:
+        await asyncio.sleep(1.5)  # the account logs in
+        started = [await action(port, f"call-start?account=alice&user-name=echo{i}@localhost") for i in range(calls)]
+        ids = [v["SKYPE_CALL_ID"] for v in started]
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline:
+            listed = await action(port, "calls-list?account=alice")
+            if sum(listed.get(f"SKYPE_CALLS_{i + 1}_STATUS") == "INPROGRESS" for i in range(calls)) == calls:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise RuntimeError(f"not every call came up: {listed}")
+        for i, call in enumerate(ids):
+            await action(port, f"call-set-input-file?account=alice&call-id={call}&file-name=tone.wav")
+            await action(port, f"call-set-output-file?account=alice&call-id={call}&file-name=heard{i}.wav")
+        await asyncio.sleep(SETTLE)
+        cpu = gateway_cpu(gateway)
+        round_trips = await agi_round_trips(port, time.perf_counter() + seconds)
+        cpu = gateway_cpu(gateway) - cpu
+        lag = worst_loop_lag(metrics)
+        for call in ids:
+            await action(port, f"call-hangup?account=alice&call-id={call}")
+        await asyncio.sleep(0.5)
+    finally:
+        gateway.stop()
+        peers.stop()
+    # the recordings began with set-output-file, the window SETTLE seconds later
+    counted = [silent_frames(folder / f"heard{i}.wav", SETTLE - 0.5, seconds) for i in range(calls)]
+    silent, frames = sum(s for s, _ in counted), sum(f for _, f in counted)
+    return {"cpu": cpu / seconds / calls, "late": silent / max(frames, 1), "lag": lag,
+            "agi_p50": percentile(round_trips, 0.5), "agi_p99": percentile(round_trips, 0.99)}
+
+
+# -- the peers, on the load core ---------------------------------------------------------------------
+class PeersProcess:
+    """N echo peers in a process on the load core: XMPP phones (`xmpp`), or bare aiortc echo ends (`bare`)."""
+
+    def __init__(self, kind: str, server: Prosody, calls: int) -> None:
+        self.pipe, theirs = multiprocessing.Pipe()
+        self.process = multiprocessing.Process(target=peers_main, args=(kind, server.c2s_port, str(server.ca_file),
+                                                                          calls, theirs), daemon=True)
+        self.process.start()
+        assert self.pipe.recv() == "ready"
+
+    def stop(self) -> None:
+        self.pipe.send("stop")
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def peers_main(kind: str, c2s: int, ca: str, calls: int, pipe: Any) -> None:
+    pin(LOAD_CPU)
+    asyncio.run(xmpp_peers(c2s, ca, calls, pipe) if kind == "xmpp" else bare_echoes(calls, pipe))
+
+
+async def xmpp_peers(c2s: int, ca: str, calls: int, pipe: Any) -> None:
+    server = Prosody.__new__(Prosody)  # only its port and CA file are needed here
+    server.c2s_port, server.ca_file = c2s, Path(ca)
+    server.register = lambda name, password: f"{name}@localhost"  # registered by the main process
+    peers = [await call_peer(server, f"echo{i}", on_call="echo") for i in range(calls)]
+    pipe.send("ready")
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+    for peer in peers:
+        await peer.close()
+
+
+async def bare_echoes(calls: int, pipe: Any) -> None:
+    """Answer each offer from the pipe with an aiortc peer connection that echoes what it hears."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    pipe.send("ready")
+    connections = []
+    loop = asyncio.get_running_loop()
+    while (message := await loop.run_in_executor(None, pipe.recv)) != "stop":
+        pc = RTCPeerConnection()
+        echo = EchoTrack()
+        pc.addTrack(echo)
+        pc.on("track", lambda track, echo=echo: setattr(echo, "source", track))
+        await pc.setRemoteDescription(RTCSessionDescription(message, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        pipe.send(pc.localDescription.sdp)
+        connections.append(pc)
+    for pc in connections:
+        await pc.close()
+
+
+# -- the baseline, on the gateway's core --------------------------------------------------------------
+def baseline_main(calls: int, seconds: float, pipe: Any) -> None:
+    pin(SERVER_CPU)
+    pipe.send(asyncio.run(bare_callers(calls, seconds, pipe)))
+
+
+async def bare_callers(calls: int, seconds: float, pipe: Any) -> dict[str, float]:
+    """N aiortc peer connections sending the tone to the echo ends: CPU per call and the echoed frames missing."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamError
+
+    loop = asyncio.get_running_loop()
+    heard = [0] * calls
+    counting = False
+
+    async def listen(track: Any, i: int) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                samples = frame.to_ndarray().astype(float)
+                level = 20 * np.log10(max(float(np.sqrt(np.mean(samples ** 2))), 1e-9) / 32768)
+                if counting and level >= SILENT_DBFS:
+                    heard[i] += frame.samples / frame.sample_rate / 0.02
+        except MediaStreamError:
+            pass
+
+    connections = []
+    for i in range(calls):
+        pc = RTCPeerConnection()
+        pc.addTrack(ToneTrack(TONE_HZ))
+        pc.on("track", lambda track, i=i: asyncio.ensure_future(listen(track, i)))
+        await pc.setLocalDescription(await pc.createOffer())
+        pipe.send(pc.localDescription.sdp)
+        answer = await loop.run_in_executor(None, pipe.recv)
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        connections.append(pc)
+    await asyncio.sleep(SETTLE)
+    counting = True
+    cpu = time.process_time()
+    await asyncio.sleep(seconds)
+    cpu = time.process_time() - cpu
+    counting = False
+    for pc in connections:
+        await pc.close()
+    expected = calls * seconds / 0.02
+    return {"cpu": cpu / seconds / calls, "missing": max(0.0, expected - sum(heard)) / expected}
+
+
+def bare_pair(calls: int, seconds: float) -> dict[str, float]:
+    echoes, theirs = multiprocessing.Pipe()
+    echo_side = multiprocessing.Process(target=peers_main, args=("bare", 0, "", calls, theirs), daemon=True)
+    echo_side.start()
+    assert echoes.recv() == "ready"
+    callers, ours = multiprocessing.Pipe()
+    caller_side = multiprocessing.Process(target=baseline_main, args=(calls, seconds, ours), daemon=True)
+    caller_side.start()
+    for _ in range(calls):  # relay each offer and its answer
+        echoes.send(callers.recv())
+        callers.send(echoes.recv())
+    result = callers.recv()
+    echoes.send("stop")
+    for process in (caller_side, echo_side):
+        process.join(10)
+    return result
+
+
+async def run(args: argparse.Namespace) -> None:
+    pin(LOAD_CPU)
+    raise_file_limit()
+    server = Prosody()
+    server.start()
+    try:
+        for user in ["alice", *(f"echo{i}" for i in range(max(args.calls)))]:
+            server.register(user, "secret")
+        print(f"machine: {platform.machine()}, {multiprocessing.cpu_count()} cores, Linux {platform.release()}, "
+              f"Python {platform.python_version()}; gateway (and its media worker) and the baseline on core "
+              f"{SERVER_CPU}, Prosody and the echo peers on core {LOAD_CPU}; {args.seconds:g} s per step")
+        print(f"{'calls':>5}  {'gw %core/call':>13}  {'late/missing':>12}  {'loop lag max ms':>15}  "
+              f"{'AGI p50/p99 ms':>14}  {'bare %core/call':>15}  {'missing':>7}  {'calls/core ratio':>16}")
+        for calls in args.calls:
+            gw = await gateway_calls(server, calls, args.seconds)
+            bare = bare_pair(calls, args.seconds)
+            print(f"{calls:>5}  {gw['cpu'] * 100:>13.2f}  {gw['late'] * 100:>11.2f}%  {gw['lag'] * 1000:>15.1f}  "
+                  f"{gw['agi_p50'] * 1000:>6.1f}/{gw['agi_p99'] * 1000:<7.1f}  {bare['cpu'] * 100:>15.2f}  "
+                  f"{bare['missing'] * 100:>6.2f}%  {bare['cpu'] / gw['cpu']:>16.2f}")
+    finally:
+        server.remove()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, nargs="+", default=[1, 10, 20])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
