@@ -9,14 +9,16 @@ core. Measured in the same run, for each N:
   that the peer says back through DTLS-SRTP, recorded by the gateway
   (`call-set-output-file`). Its CPU (the gateway's process and its media worker), the
   silent 20 ms frames in the recordings once the echo flows (a frame that came late or
-  never), its event loop's worst lag and the round trip of an AGI action while the
+  never), its event loop's lag (read ten times a second) and the round trip of an AGI action while the
   calls run;
 - the baseline: one process on the gateway's core with N bare aiortc peer connections
   sending the same tone to N aiortc echo peers on the load core (signalled through a
   pipe, no XMPP), counting the echoed frames that never came: the same media work
   without the gateway.
 
-    python -m bench.jingle [--calls 1 10 20] [--seconds 10]
+Both sides talk `--codec` (PCMU by default; opus costs both ends several times more).
+
+    python -m bench.jingle [--calls 1 10 20] [--seconds 10] [--codec PCMU|opus]
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .agi_load import one_session
 from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, percentile, pin, process_cpu_seconds, raise_file_limit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from xmpp.callpeer import EchoTrack, ToneTrack, call_peer  # noqa: E402 - the tests' independent phone
+from xmpp.callpeer import EchoTrack, ToneTrack, call_peer, prefer  # noqa: E402 - the tests' independent phone
 from xmpp.server import Prosody  # noqa: E402 - the tests' throwaway server
 
 TONE_HZ = 440.0
@@ -91,10 +93,21 @@ async def agi_round_trips(port: int, until: float) -> list[float]:
     return taken
 
 
-def worst_loop_lag(metrics_port: int) -> float:
+def loop_lag(metrics_port: int) -> float:
+    """How late the gateway's event loop last ran its 50 ms probe timer (its metrics endpoint)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    line = next(line for line in text.splitlines() if line.startswith("skype_fastagi_event_loop_lag_worst_seconds "))
+    line = next(line for line in text.splitlines() if line.startswith("skype_fastagi_event_loop_lag_seconds "))
     return float(line.split()[1])
+
+
+async def loop_lags(metrics_port: int, until: float) -> list[float]:
+    """The loop lag read ten times a second until `until`."""
+    lags = []
+    loop = asyncio.get_running_loop()
+    while time.perf_counter() < until:
+        lags.append(await loop.run_in_executor(None, loop_lag, metrics_port))
+        await asyncio.sleep(0.1)
+    return lags
 
 
 def gateway_cpu(gateway: Server) -> float:
@@ -115,7 +128,7 @@ def silent_frames(path: Path, start: float, seconds: float) -> tuple[int, int]:
     return int(np.sum(levels < SILENT_DBFS)), len(levels)
 
 
-async def gateway_calls(server: Prosody, calls: int, seconds: float) -> dict[str, float]:
+async def gateway_calls(server: Prosody, calls: int, seconds: float, codec: str) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="bench-jingle-"))
     n = np.arange(int((SETTLE + seconds + 5) * 16000))
     tone = (0.3 * 32767 * np.sin(2 * np.pi * TONE_HZ * n / 16000)).astype("<i2")
@@ -124,7 +137,7 @@ async def gateway_calls(server: Prosody, calls: int, seconds: float) -> dict[str
     port, metrics = free_port(), free_port()
     (folder / "gateway.conf").write_text(GATEWAY.format(port=port, folder=folder, metrics=metrics,
                                                         c2s=server.c2s_port, ca=server.ca_file))
-    peers = PeersProcess("xmpp", server, calls)
+    peers = PeersProcess("xmpp", server, calls, codec)
     gateway = Server.start([sys.executable, "-m", "fastagi", "serve", "--config", str(folder / "gateway.conf")],
                            port, folder / "gateway.log")
     try:
@@ -143,10 +156,9 @@ async def gateway_calls(server: Prosody, calls: int, seconds: float) -> dict[str
             await action(port, f"call-set-input-file?account=alice&call-id={call}&file-name=tone.wav")
             await action(port, f"call-set-output-file?account=alice&call-id={call}&file-name=heard{i}.wav")
         await asyncio.sleep(SETTLE)
-        cpu = gateway_cpu(gateway)
-        round_trips = await agi_round_trips(port, time.perf_counter() + seconds)
+        cpu, until = gateway_cpu(gateway), time.perf_counter() + seconds
+        round_trips, lags = await asyncio.gather(agi_round_trips(port, until), loop_lags(metrics, until))
         cpu = gateway_cpu(gateway) - cpu
-        lag = worst_loop_lag(metrics)
         for call in ids:
             await action(port, f"call-hangup?account=alice&call-id={call}")
         await asyncio.sleep(0.5)
@@ -156,7 +168,7 @@ async def gateway_calls(server: Prosody, calls: int, seconds: float) -> dict[str
     # the recordings began with set-output-file, the window SETTLE seconds later
     counted = [silent_frames(folder / f"heard{i}.wav", SETTLE - 0.5, seconds) for i in range(calls)]
     silent, frames = sum(s for s, _ in counted), sum(f for _, f in counted)
-    return {"cpu": cpu / seconds / calls, "late": silent / max(frames, 1), "lag": lag,
+    return {"cpu": cpu / seconds / calls, "late": silent / max(frames, 1), "lag": max(lags),
             "agi_p50": percentile(round_trips, 0.5), "agi_p99": percentile(round_trips, 0.99)}
 
 
@@ -164,10 +176,10 @@ async def gateway_calls(server: Prosody, calls: int, seconds: float) -> dict[str
 class PeersProcess:
     """N echo peers in a process on the load core: XMPP phones (`xmpp`), or bare aiortc echo ends (`bare`)."""
 
-    def __init__(self, kind: str, server: Prosody, calls: int) -> None:
+    def __init__(self, kind: str, server: Prosody, calls: int, codec: str) -> None:
         self.pipe, theirs = multiprocessing.Pipe()
         self.process = multiprocessing.Process(target=peers_main, args=(kind, server.c2s_port, str(server.ca_file),
-                                                                          calls, theirs), daemon=True)
+                                                                          calls, codec, theirs), daemon=True)
         self.process.start()
         assert self.pipe.recv() == "ready"
 
@@ -178,16 +190,16 @@ class PeersProcess:
             self.process.kill()
 
 
-def peers_main(kind: str, c2s: int, ca: str, calls: int, pipe: Any) -> None:
+def peers_main(kind: str, c2s: int, ca: str, calls: int, codec: str, pipe: Any) -> None:
     pin(LOAD_CPU)
-    asyncio.run(xmpp_peers(c2s, ca, calls, pipe) if kind == "xmpp" else bare_echoes(calls, pipe))
+    asyncio.run(xmpp_peers(c2s, ca, calls, codec, pipe) if kind == "xmpp" else bare_echoes(calls, pipe))
 
 
-async def xmpp_peers(c2s: int, ca: str, calls: int, pipe: Any) -> None:
+async def xmpp_peers(c2s: int, ca: str, calls: int, codec: str, pipe: Any) -> None:
     server = Prosody.__new__(Prosody)  # only its port and CA file are needed here
     server.c2s_port, server.ca_file = c2s, Path(ca)
     server.register = lambda name, password: f"{name}@localhost"  # registered by the main process
-    peers = [await call_peer(server, f"echo{i}", on_call="echo") for i in range(calls)]
+    peers = [await call_peer(server, f"echo{i}", on_call="echo", codec=codec) for i in range(calls)]
     pipe.send("ready")
     await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
     for peer in peers:
@@ -215,12 +227,12 @@ async def bare_echoes(calls: int, pipe: Any) -> None:
 
 
 # -- the baseline, on the gateway's core --------------------------------------------------------------
-def baseline_main(calls: int, seconds: float, pipe: Any) -> None:
+def baseline_main(calls: int, seconds: float, codec: str, pipe: Any) -> None:
     pin(SERVER_CPU)
-    pipe.send(asyncio.run(bare_callers(calls, seconds, pipe)))
+    pipe.send(asyncio.run(bare_callers(calls, seconds, codec, pipe)))
 
 
-async def bare_callers(calls: int, seconds: float, pipe: Any) -> dict[str, float]:
+async def bare_callers(calls: int, seconds: float, codec: str, pipe: Any) -> dict[str, float]:
     """N aiortc peer connections sending the tone to the echo ends: CPU per call and the echoed frames missing."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError
@@ -244,6 +256,7 @@ async def bare_callers(calls: int, seconds: float, pipe: Any) -> dict[str, float
     for i in range(calls):
         pc = RTCPeerConnection()
         pc.addTrack(ToneTrack(TONE_HZ))
+        prefer(pc, codec)
         pc.on("track", lambda track, i=i: asyncio.ensure_future(listen(track, i)))
         await pc.setLocalDescription(await pc.createOffer())
         pipe.send(pc.localDescription.sdp)
@@ -262,13 +275,13 @@ async def bare_callers(calls: int, seconds: float, pipe: Any) -> dict[str, float
     return {"cpu": cpu / seconds / calls, "missing": max(0.0, expected - sum(heard)) / expected}
 
 
-def bare_pair(calls: int, seconds: float) -> dict[str, float]:
+def bare_pair(calls: int, seconds: float, codec: str) -> dict[str, float]:
     echoes, theirs = multiprocessing.Pipe()
-    echo_side = multiprocessing.Process(target=peers_main, args=("bare", 0, "", calls, theirs), daemon=True)
+    echo_side = multiprocessing.Process(target=peers_main, args=("bare", 0, "", calls, codec, theirs), daemon=True)
     echo_side.start()
     assert echoes.recv() == "ready"
     callers, ours = multiprocessing.Pipe()
-    caller_side = multiprocessing.Process(target=baseline_main, args=(calls, seconds, ours), daemon=True)
+    caller_side = multiprocessing.Process(target=baseline_main, args=(calls, seconds, codec, ours), daemon=True)
     caller_side.start()
     for _ in range(calls):  # relay each offer and its answer
         echoes.send(callers.recv())
@@ -290,12 +303,12 @@ async def run(args: argparse.Namespace) -> None:
             server.register(user, "secret")
         print(f"machine: {platform.machine()}, {multiprocessing.cpu_count()} cores, Linux {platform.release()}, "
               f"Python {platform.python_version()}; gateway (and its media worker) and the baseline on core "
-              f"{SERVER_CPU}, Prosody and the echo peers on core {LOAD_CPU}; {args.seconds:g} s per step")
+              f"{SERVER_CPU}, Prosody and the echo peers on core {LOAD_CPU}; {args.codec}, {args.seconds:g} s per step")
         print(f"{'calls':>5}  {'gw %core/call':>13}  {'late/missing':>12}  {'loop lag max ms':>15}  "
               f"{'AGI p50/p99 ms':>14}  {'bare %core/call':>15}  {'missing':>7}  {'calls/core ratio':>16}")
         for calls in args.calls:
-            gw = await gateway_calls(server, calls, args.seconds)
-            bare = bare_pair(calls, args.seconds)
+            gw = await gateway_calls(server, calls, args.seconds, args.codec)
+            bare = bare_pair(calls, args.seconds, args.codec)
             print(f"{calls:>5}  {gw['cpu'] * 100:>13.2f}  {gw['late'] * 100:>11.2f}%  {gw['lag'] * 1000:>15.1f}  "
                   f"{gw['agi_p50'] * 1000:>6.1f}/{gw['agi_p99'] * 1000:<7.1f}  {bare['cpu'] * 100:>15.2f}  "
                   f"{bare['missing'] * 100:>6.2f}%  {bare['cpu'] / gw['cpu']:>16.2f}")
@@ -307,6 +320,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 10, 20])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA", "opus"])
     asyncio.run(run(parser.parse_args()))
 
 

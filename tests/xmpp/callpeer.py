@@ -18,7 +18,7 @@ from xml.etree.ElementTree import Element, SubElement
 
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 from slixmpp.xmlstream.handler import Callback
@@ -66,6 +66,12 @@ class EchoTrack(MediaStreamTrack):
         if self.source is None:
             return await self._silence.recv()
         return await self.source.recv()
+
+
+def prefer(pc: RTCPeerConnection, codec: str) -> None:
+    """Offer or answer only `codec` (a name such as PCMU or opus)."""
+    codecs = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == f"audio/{codec.lower()}"]
+    pc.getTransceivers()[0].setCodecPreferences(codecs)
 
 
 def sdp_to_contents(text: str, creator: str = "initiator", fingerprint: bool = True,
@@ -127,8 +133,9 @@ def contents_to_sdp(jingle: Element) -> tuple[str, dict[int, int]]:
 class CallPeer(Peer):
     """A peer that takes and makes calls (see the module doc)."""
 
-    def __init__(self, *args: Any, on_call: str = "answer", voice: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_call: str = "answer", voice: float = 0.0, codec: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.codec = codec  # the one codec it answers with (e.g. PCMU), else aiortc's choice
         self.on_call = on_call  # answer | echo | refuse | ignore | vanish (answers, then is never heard on the wire)
         self.voice = voice  # the tone it says (Hz), 0: silence
         self.pc: RTCPeerConnection | None = None
@@ -178,6 +185,8 @@ class CallPeer(Peer):
     async def _accept(self, caller: str, jingle: Element) -> None:
         offer, self.event_pts = contents_to_sdp(jingle)
         self.pc = self._peer_connection()
+        if self.codec:
+            prefer(self.pc, self.codec)  # before the offer is set: the answer's codecs are chosen then
         await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self.codec_rate = SessionDescription.parse(self.pc.localDescription.sdp).media[0].rtp.codecs[0].clockRate

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ...model.audio import FRAME_BYTES, SILENCE
 from . import mediawire
+from .batching import BatchedWriter
 
 log = logging.getLogger("fastagi.network.xmpp")
 
@@ -71,8 +72,7 @@ class MediaWorker(asyncio.Protocol):
         self._decoder = mediawire.Decoder()
         self._calls: dict[int, _Call] = {}
         self._numbers = iter(range(1, 1 << 31))
-        self._outgoing: list[bytes] = []
-        self._flush_due = False
+        self._writer = BatchedWriter()  # a tick's frames of every call in one write
         self.lost: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
@@ -130,10 +130,10 @@ class MediaWorker(asyncio.Protocol):
 
     # -- the link -----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = self._writer.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
+        self._transport = self._writer.transport = None
         for call in list(self._calls.values()):
             call.on_state("failed", "the media worker is gone")
         if self.lost is not None and not self.lost.done():
@@ -174,21 +174,10 @@ class MediaWorker(asyncio.Protocol):
             call.on_packet(message)
 
     def _send(self, message: dict[str, Any]) -> None:
-        self._write(mediawire.control(message))
+        self._writer.write(mediawire.control(message))
 
     def send_audio(self, number: int, pcm: bytes) -> None:
         if number in self._calls:
-            self._write(mediawire.audio(number, pcm))
+            self._writer.write(mediawire.audio(number, pcm))
 
-    def _write(self, data: bytes) -> None:
-        """Queued, and written once per turn of the loop: a tick's frames of every call in one write."""
-        self._outgoing.append(data)
-        if not self._flush_due:
-            self._flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush)
 
-    def _flush(self) -> None:
-        self._flush_due = False
-        data, self._outgoing = b"".join(self._outgoing), []
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)

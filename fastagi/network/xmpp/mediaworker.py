@@ -25,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from . import mediawire, sdp
+from .batching import BatchedWriter
 from .telephone_event import Receiver, Rtp, Sender, Timing, decode_rtp, encode_rtp
 
 log = logging.getLogger("fastagi.mediaworker")
@@ -245,9 +246,10 @@ class Worker(asyncio.Protocol):
         self.decoder = mediawire.Decoder()
         self.calls: dict[int, Call] = {}
         self.transport: asyncio.Transport | None = None
+        self._writer = BatchedWriter()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = self._writer.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -269,12 +271,11 @@ class Worker(asyncio.Protocol):
             self.done.set_result(None)
 
     def send(self, message: dict[str, Any]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(mediawire.control(message))
+        self._writer.write(mediawire.control(message))
 
     def audio(self, call: int, pcm: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(mediawire.audio(call, pcm))
+        self._writer.write(mediawire.audio(call, pcm))
+
 
     async def _control(self, message: dict[str, Any]) -> None:
         op, number = message["op"], int(message.get("call", 0))
