@@ -50,6 +50,8 @@ enabled = yes
 port = {ami_port}
 username = bench
 secret = bench
+[audiosocket]
+port = 0
 [alice]
 type = account
 network = xmpp
