@@ -70,8 +70,8 @@ def test_dtmf_both_ways(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, SETUP) as gw:
             rec = Recorder(gw.bus)
-            played: list[tuple[str, str]] = []
-            gw.bridge.play_dtmf = lambda channel, digit: played.append((channel, digit))
+            played: list[tuple[str, str, bool]] = []
+            gw.bridge.play_dtmf = lambda channel, digit, receive: played.append((channel, digit, receive))
             call, client = await bridged_echo_call(gw, SLIN)
             assert gw.manager.calls.live[int(call)].asterisk_channel == "Local/s@cap-00000000;2"  # the channel of call-start
             await client.send_audio(bytes(640))
@@ -82,7 +82,7 @@ def test_dtmf_both_ways(tmp_path: Path) -> None:
                 if played:
                     break
                 await asyncio.sleep(0.01)
-            assert played == [("Local/s@cap-00000000;2", "7")]
+            assert played == [("Local/s@cap-00000000;2", "7", False)]  # sent out to whoever placed the call
             await client.hang_up()
     run(body())
 
