@@ -3,6 +3,8 @@
 Every `AGI(agi://HOST/ACTION?…,name=value)` must name a real action with argument names
 it accepts (and its required ones), be followed in its extension by checks of
 `AGISTATUS` and `SKYPE_STATUS`, and pass text through `${URIENCODE()}` in query strings.
+A `Dial()` with `G()` must come after an `Answer()` of its channel (seen on Asterisk 22:
+under `G()` Dial leaves the caller unanswered, and the incoming call's Originate fails).
 The checker is run on small inline snippets too, so that it is known to catch each fault.
 """
 
@@ -147,12 +149,27 @@ def check_problems(priorities: list[Priority], index: int) -> list[str]:
             for variable in ("${AGISTATUS}", "${SKYPE_STATUS}") if variable not in seen]
 
 
+def goto_dial_problems(priorities: list[Priority], index: int) -> list[str]:
+    """A `Dial()` with `G()` never answers its own channel (app_dial sends both channels to
+    the dialplan before it would): a channel that must end up answered (the Local channel
+    of an incoming call, whose Originate fails otherwise) answers before it."""
+    dial = priorities[index]
+    options = split_top(dial.data, ",")[2:3]
+    if not options or "G(" not in options[0]:
+        return []
+    answered = any(p.app.lower() == "answer" and (p.context, p.extension) == (dial.context, dial.extension)
+                   for p in priorities[:index])
+    return [] if answered else ["Dial() with G() on a channel not answered before it"]
+
+
 def dialplan_problems(text: str, name: str) -> list[str]:
     priorities = parse_dialplan(text, name)
     problems = []
     for index, priority in enumerate(priorities):
         if priority.app.lower() == "agi":
             problems += [f"{priority.where}: {p}" for p in agi_problems(priority) + check_problems(priorities, index)]
+        elif priority.app.lower() == "dial":
+            problems += [f"{priority.where}: {p}" for p in goto_dial_problems(priorities, index)]
     return problems
 
 
@@ -289,6 +306,23 @@ def test_text_that_is_not_uri_encoded_is_caught() -> None:
     assert "message-body=hello" in _one_problem(literal)
     user = GOOD.replace("user-name=${URIENCODE(${EXTEN:1})}", "user-name=${EXTEN:1}")
     assert "user-name=${EXTEN:1}" in _one_problem(user)
+
+
+BRIDGE = """\
+[skype-bridge]
+exten => _[a-z].,1(start),Answer()
+ same => n,Dial(AudioSocket/${SKYPEGW_AUDIOSOCKET}/${SKYPE_CALL_UUID}/c(slin16),,G(skype-bridge^${EXTEN}^joined))
+ same => n(joined),Hangup()
+exten => other,1,Dial(Local/100@phones,20,G(skype-bridge^other^x))
+"""
+
+
+def test_a_dial_with_g_on_an_unanswered_channel_is_caught() -> None:
+    assert dialplan_problems(BRIDGE.replace("exten => other", "exten => othre", 0), "snippet.conf") == [
+        "snippet.conf:5: Dial() with G() on a channel not answered before it"]  # the other extension's Answer() does not count
+    assert dialplan_problems(BRIDGE.replace("Answer()\n same => n,", ""), "snippet.conf")[0].startswith(
+        "snippet.conf:2: Dial() with G()")
+    assert dialplan_problems("[x]\nexten => s,1,Dial(PJSIP/100,20,U(sub))\n", "snippet.conf") == []
 
 
 def test_split_top_keeps_nested_separators() -> None:
