@@ -6,7 +6,8 @@ call's local voice: what the Asterisk caller says is what the account says, and 
 the account hears is sent to Asterisk. DTMF from Asterisk goes to the remote user; the
 remote user's DTMF is played on the channel that placed or answered the call (``PlayDTMF``),
 received on it when that channel is the call's own AudioSocket channel. The call ending
-closes the connection, and the connection closing ends the call.
+closes the connection, and the connection closing ends the call, except an incoming call
+the dialplan sent to voicemail, which goes on without Asterisk.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Callable
 from .background import Background
 from .manager.calls import Calls
 from .media.callmedia import CallMedia
-from .model.calls import ENDED, Call, CallStatus
+from .model.calls import ENDED, VM_ACTIVE, Call, CallStatus
 from .model.events import CallChanged, DtmfReceived, Event, EventBus
 
 log = logging.getLogger("fastagi.bridge")
@@ -70,6 +71,10 @@ class CallBridge:
         if call is None:
             return
         self._release(call.id)
+        if call.direction == "incoming" and call.status in VM_ACTIVE:
+            # The dialplan handed the call to voicemail (call-vm) and then hung up its channel.
+            log.info("Asterisk side of call %d hung up: the call stays in voicemail (%s)", call.id, call.status.value)
+            return
         log.info("Asterisk side of call %d hung up: ending the Skype call", call.id)
         self._background.spawn(self.calls.hangup(call.account, call.id))
 
