@@ -29,6 +29,7 @@ TEXT_ARGUMENTS = ("message-body", "sms-body")
 CHECK_WINDOW = 3
 """Priorities after an AGI() within which both status checks must come."""
 
+LOST_CHECK = '"${SKYPE_STATUS}" = ""'
 _AGI_URL = re.compile(r"^agi://[^/]+/(?P<action>[^?]*)(?:\?(?P<query>.*))?$")
 _ENCODED = re.compile(r"^\$\{URIENCODE\(.*\)\}$")
 
@@ -137,7 +138,8 @@ def agi_problems(priority: Priority) -> list[str]:
 
 def check_problems(priorities: list[Priority], index: int) -> list[str]:
     """The AGI() at `index` must be followed, in its extension and before any other
-    AGI(), by both status checks (a later AGI() would replace the variables)."""
+    AGI(), by both status checks (a later AGI() would replace the variables), one of
+    them taking an empty SKYPE_STATUS for a lost gateway."""
     agi = priorities[index]
     following = []
     for priority in priorities[index + 1 : index + 1 + CHECK_WINDOW]:
@@ -145,8 +147,22 @@ def check_problems(priorities: list[Priority], index: int) -> list[str]:
             break
         following.append(priority.data)
     seen = " ".join(following)
-    return [f"no check of {variable} within {CHECK_WINDOW} priorities after the AGI()"
-            for variable in ("${AGISTATUS}", "${SKYPE_STATUS}") if variable not in seen]
+    problems = [f"no check of {variable} within {CHECK_WINDOW} priorities after the AGI()"
+                for variable in ("${AGISTATUS}", "${SKYPE_STATUS}") if variable not in seen]
+    if not problems and LOST_CHECK not in seen:
+        problems.append(f"an empty SKYPE_STATUS (gateway lost) is not checked: no {LOST_CHECK}")
+    return problems
+
+
+def clear_problems(priorities: list[Priority], index: int) -> list[str]:
+    """The priority right before an AGI(), in its extension, clears SKYPE_STATUS: a FastAGI
+    server lost mid-session leaves AGISTATUS=SUCCESS and the variable as it was (Asterisk 22)."""
+    agi = priorities[index]
+    before = priorities[index - 1] if index else None
+    if before is None or (before.context, before.extension) != (agi.context, agi.extension) \
+            or before.app != "Set" or before.data != "SKYPE_STATUS=":
+        return ["SKYPE_STATUS is not cleared with Set(SKYPE_STATUS=) right before the AGI()"]
+    return []
 
 
 def goto_dial_problems(priorities: list[Priority], index: int) -> list[str]:
@@ -167,7 +183,8 @@ def dialplan_problems(text: str, name: str) -> list[str]:
     problems = []
     for index, priority in enumerate(priorities):
         if priority.app.lower() == "agi":
-            problems += [f"{priority.where}: {p}" for p in agi_problems(priority) + check_problems(priorities, index)]
+            found = agi_problems(priority) + clear_problems(priorities, index) + check_problems(priorities, index)
+            problems += [f"{priority.where}: {p}" for p in found]
         elif priority.app.lower() == "dial":
             problems += [f"{priority.where}: {p}" for p in goto_dial_problems(priorities, index)]
     return problems
@@ -242,11 +259,13 @@ def test_check_sh_fails_on_a_lint_error(tmp_path: Path) -> None:
 # -- the checker catches each fault -------------------------------------------------
 GOOD = """\
 [skype-x]
-exten => _7.,1(start),AGI(agi://${SKYPEGW_AGI}/chatmessage-send?user-name=${URIENCODE(${EXTEN:1})}&message-body=${URIENCODE(${TEXT})})
- same => n,GotoIf($["${AGISTATUS}" != "SUCCESS"]?down)
+exten => _7.,1(start),Set(SKYPE_STATUS=)
+ same => n,AGI(agi://${SKYPEGW_AGI}/chatmessage-send?user-name=${URIENCODE(${EXTEN:1})}&message-body=${URIENCODE(${TEXT})})
+ same => n,GotoIf($["${AGISTATUS}" != "SUCCESS" | "${SKYPE_STATUS}" = ""]?down)
  same => n,GotoIf($["${SKYPE_STATUS}" != "SUCCESS"]?failed)
+ same => n,Set(SKYPE_STATUS=)
  same => n,AGI(agi://127.0.0.1:4573/call-hangup,call-id=${SKYPE_CALL_ID})
- same => n,ExecIf($["${AGISTATUS}${SKYPE_STATUS}" != "SUCCESSSUCCESS"]?Hangup())
+ same => n,ExecIf($["${AGISTATUS}${SKYPE_STATUS}" != "SUCCESSSUCCESS" | "${SKYPE_STATUS}" = ""]?Hangup())
 """
 
 
@@ -267,8 +286,8 @@ def test_an_unknown_action_is_caught() -> None:
 def test_a_misspelled_argument_is_caught() -> None:
     problems = dialplan_problems(GOOD.replace("call-hangup,call-id=", "call-hangup,call-ids="), "snippet.conf")
     assert problems == [
-        "snippet.conf:5: call-hangup does not accept 'call-ids' (accepted: call-id, account)",
-        "snippet.conf:5: call-hangup needs 'call-id'",
+        "snippet.conf:7: call-hangup does not accept 'call-ids' (accepted: call-id, account)",
+        "snippet.conf:7: call-hangup needs 'call-id'",
     ]
 
 
@@ -283,19 +302,34 @@ def test_an_argument_given_in_both_forms_is_caught() -> None:
 
 
 def test_a_missing_status_check_is_caught() -> None:
-    bad = GOOD.replace(' same => n,GotoIf($["${SKYPE_STATUS}" != "SUCCESS"]?failed)\n', "")
+    bad = GOOD.replace(' same => n,GotoIf($["${SKYPE_STATUS}" != "SUCCESS"]?failed)\n', "").replace(' | "${SKYPE_STATUS}" = ""]?down', ']?down')
     problems = dialplan_problems(bad, "snippet.conf")
-    assert problems == ["snippet.conf:2: no check of ${SKYPE_STATUS} within 3 priorities after the AGI()"]
+    assert problems == ["snippet.conf:3: no check of ${SKYPE_STATUS} within 3 priorities after the AGI()"]
+
+
+def test_a_status_not_cleared_before_the_agi_is_caught() -> None:
+    """Seen on Asterisk 22.11: a gateway that closes mid-session leaves AGISTATUS=SUCCESS and
+    an earlier action's SKYPE_STATUS=SUCCESS on the channel."""
+    bad = GOOD.replace("exten => _7.,1(start),Set(SKYPE_STATUS=)\n same => n,AGI", "exten => _7.,1(start),AGI")
+    assert _one_problem(bad) == "snippet.conf:2: SKYPE_STATUS is not cleared with Set(SKYPE_STATUS=) right before the AGI()"
+    other = GOOD.replace(" same => n,Set(SKYPE_STATUS=)\n same => n,AGI(agi://127", " same => n,Set(SKYPE_ERROR=)\n same => n,AGI(agi://127")
+    assert "not cleared" in _one_problem(other)
+
+
+def test_an_empty_status_not_taken_for_a_lost_gateway_is_caught() -> None:
+    bad = GOOD.replace(' | "${SKYPE_STATUS}" = ""]?down', ']?down')
+    assert _one_problem(bad) == 'snippet.conf:3: an empty SKYPE_STATUS (gateway lost) is not checked: no "${SKYPE_STATUS}" = ""'
 
 
 def test_a_check_in_another_extension_does_not_count() -> None:
-    bad = "[skype-x]\nexten => 1,1,AGI(agi://h/calls-list)\nexten => 2,1,GotoIf($[\"${AGISTATUS}${SKYPE_STATUS}\" = \"\"]?x)\n"
+    bad = ("[skype-x]\nexten => 1,1,Set(SKYPE_STATUS=)\n same => n,AGI(agi://h/calls-list)\n"
+           "exten => 2,1,GotoIf($[\"${AGISTATUS}${SKYPE_STATUS}\" = \"\"]?x)\n")
     assert len(dialplan_problems(bad, "snippet.conf")) == 2
 
 
 def test_a_check_in_a_comment_does_not_count() -> None:
-    bad = GOOD.replace(' same => n,GotoIf($["${AGISTATUS}" != "SUCCESS"]?down)\n',
-                       ' same => n,NoOp() ; ${AGISTATUS}\n')
+    bad = GOOD.replace(' same => n,GotoIf($["${AGISTATUS}" != "SUCCESS" | "${SKYPE_STATUS}" = ""]?down)\n',
+                       ' same => n,NoOp() ; ${AGISTATUS} "${SKYPE_STATUS}" = ""\n')
     assert "no check of ${AGISTATUS}" in _one_problem(bad)
 
 
