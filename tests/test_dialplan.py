@@ -361,3 +361,42 @@ def test_a_dial_with_g_on_an_unanswered_channel_is_caught() -> None:
 
 def test_split_top_keeps_nested_separators() -> None:
     assert split_top("a=${URIENCODE(${X},y)}&b=$[1&2],c", "&") == ["a=${URIENCODE(${X},y)}", "b=$[1&2],c"]
+
+
+# -- settings -----------------------------------------------------------------------
+_SOUND = re.compile(r"\b(?P<app>Playback|Background)\((?P<sound>[^,)]*(?:\([^)]*\))?[^,)]*)")
+_SETTING = re.compile(r"\$\{SKYPEGW_[A-Z0-9_]+\}")
+
+
+def _globals() -> dict[str, str]:
+    text = (DIALPLAN / "skype-globals.conf").read_text(encoding="utf-8")
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith(";"))
+
+
+def _flow_priorities() -> list[Priority]:
+    return [p for path in FLOW_FILES for p in parse_dialplan(path.read_text(encoding="utf-8"), path.name)]
+
+
+def test_every_prompt_and_voicemail_option_is_a_setting() -> None:
+    """A PBX without the stock sound packages, or in another language, changes settings, not flows."""
+    played = [(p.where, match["sound"]) for p in _flow_priorities() for match in _SOUND.finditer(f"{p.app}({p.data})")]
+    assert played and [(where, sound) for where, sound in played if not _SETTING.fullmatch(sound)] == []
+    voicemail = [split_top(p.data, ",") for p in _flow_priorities() if p.app == "VoiceMail"]
+    assert voicemail and all(len(args) == 2 and _SETTING.fullmatch(args[1]) for args in voicemail)
+
+
+def test_the_prompt_settings_default_to_the_stock_prompts_and_each_is_used() -> None:
+    settings = _globals()
+    assert {name: value for name, value in settings.items() if name.startswith("SKYPEGW_PROMPT_")} == {
+        "SKYPEGW_PROMPT_NO_SERVICE": "ss-noservice", "SKYPEGW_PROMPT_GATEWAY_DOWN": "all-circuits-busy-now",
+        "SKYPEGW_PROMPT_INVALID": "option-is-invalid", "SKYPEGW_PROMPT_QUEUE_TIMEOUT": "tt-allbusy"}
+    assert settings["SKYPEGW_MAILBOX_OPTIONS"] == "u"
+    used = {name for p in _flow_priorities() for name in re.findall(r"SKYPEGW_[A-Z0-9_]+", p.data)}
+    assert used == set(settings), "a setting no flow reads, or a flow reading a setting that is not there"
+
+
+def test_an_empty_prompt_setting_plays_nothing() -> None:
+    """Playback() with an empty argument fails and hangs the channel up: every prompt is guarded."""
+    plays = [p for p in _flow_priorities() if "Playback(" in p.data or p.app == "Playback"]
+    assert plays and all(p.app == "ExecIf" and re.match(r'\$\["\$\{(SKYPEGW_PROMPT_\w+)\}" != ""\]\?Playback\(\$\{\1\}', p.data)
+                         for p in plays), [p.where for p in plays]
