@@ -400,3 +400,18 @@ def test_an_empty_prompt_setting_plays_nothing() -> None:
     plays = [p for p in _flow_priorities() if "Playback(" in p.data or p.app == "Playback"]
     assert plays and all(p.app == "ExecIf" and re.match(r'\$\["\$\{(SKYPEGW_PROMPT_\w+)\}" != ""\]\?Playback\(\$\{\1\}', p.data)
                          for p in plays), [p.where for p in plays]
+
+
+@pytest.mark.parametrize("flow, setting", [("skype-transfer", "SKYPEGW_TRANSFER_TO"),
+                                           ("skype-conference", "SKYPEGW_CONFERENCE_WITH")])
+def test_a_key_run_without_its_target_setting_says_which_setting(flow: str, setting: str) -> None:
+    """*83 and *84 run the subroutines bare; the settings are empty by default."""
+    assert _globals()[setting] == ""
+    steps = [p for p in _flow_priorities() if p.context == flow]
+    names = [p.data for p in steps]
+    default = names.index(f"LOCAL(user)=${{{setting}}}")
+    agi = next(i for i, p in enumerate(steps) if p.app == "AGI")
+    assert default < agi - 1 and steps[default + 1].app == "GotoIf" and steps[default + 1].data == '$["${user}" = ""]?unset'
+    text = (DIALPLAN / f"{flow}.conf").read_text(encoding="utf-8")
+    logged = re.search(r"^ same => n\(unset\),Log\(WARNING,(?P<why>[^)]*)\)$", text, re.MULTILINE)
+    assert logged and f"set {setting} in skype-globals.conf" in logged["why"]
