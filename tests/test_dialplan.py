@@ -415,3 +415,41 @@ def test_a_key_run_without_its_target_setting_says_which_setting(flow: str, sett
     text = (DIALPLAN / f"{flow}.conf").read_text(encoding="utf-8")
     logged = re.search(r"^ same => n\(unset\),Log\(WARNING,(?P<why>[^)]*)\)$", text, re.MULTILINE)
     assert logged and f"set {setting} in skype-globals.conf" in logged["why"]
+
+
+# -- the modules the README lists -----------------------------------------------------
+MODULE_OF = {
+    # applications and functions outside Asterisk 22's core, by the module that registers them
+    "AGI": "res_agi", "Dial": "app_dial", "Gosub": "app_stack", "Return": "app_stack", "LOCAL": "app_stack",
+    "ExecIf": "app_exec", "While": "app_while", "EndWhile": "app_while", "Verbose": "app_verbose",
+    "Log": "app_verbose", "Playback": "app_playback", "Queue": "app_queue", "VoiceMail": "app_voicemail",
+    "URIENCODE": "func_uri", "STRFTIME": "func_strings", "IF": "func_logic", "DB": "func_db",
+    "CHANNEL": "func_channel", "CALLERID": "func_callerid",
+}
+CORE = {"Answer", "Hangup", "Goto", "GotoIf", "GotoIfTime", "Set", "Wait", "WaitExten", "Background", "Ringing",
+        "Progress", "Busy", "Congestion", "NoOp"}
+INFRASTRUCTURE = {
+    "pbx_config", "res_timing_timerfd", "res_speech", "res_audiosocket", "chan_audiosocket", "app_senddtmf",
+    "res_musiconhold", "bridge_simple", "codec_resample", "format_wav",
+}
+"""What no application name shows: the dialplan loader, timing, res_agi's dependency,
+AudioSocket, the gateway's PlayDTMF, queue music, Dial()'s bridge, 16 kHz resampling."""
+
+
+def _readme_modules() -> list[str]:
+    readme = (DIALPLAN / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"^load => (\w+)\.so", readme, re.MULTILINE)
+
+
+def test_the_readme_loads_every_module_the_flows_need() -> None:
+    used = set()
+    for p in _flow_priorities():
+        used.add(p.app)
+        used.update(re.findall(r"\b([A-Za-z]+)\(", p.data))
+    used -= {"AudioSocket", "G", "U", "c"}  # Dial() strings and options, not applications
+    unknown = sorted(name for name in used if name not in MODULE_OF and name not in CORE)
+    assert unknown == [], "add the module of each to MODULE_OF (and to dialplan/README.md)"
+    needed = {MODULE_OF[name] for name in used if name in MODULE_OF} | INFRASTRUCTURE
+    listed = _readme_modules()
+    assert sorted(needed - set(listed)) == []
+    assert listed.index("res_speech") < listed.index("res_agi")
