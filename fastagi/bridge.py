@@ -4,7 +4,10 @@ A connection names its call by the UUID that `call-start` (or the originate of a
 incoming call) gave the dialplan as `SKYPE_CALL_UUID`. Once attached it becomes the
 call's local voice: what the Asterisk caller says is what the account says, and what
 the account hears is sent to Asterisk. DTMF from Asterisk goes to the remote user; the
-call ending closes the connection, and the connection closing ends the call.
+remote user's DTMF is played on the channel that placed or answered the call (``PlayDTMF``),
+received on it when that channel is the call's own AudioSocket channel. The call ending
+closes the connection, and the connection closing ends the call, except an incoming call
+the dialplan sent to voicemail, which goes on without Asterisk.
 """
 
 from __future__ import annotations
@@ -16,12 +19,18 @@ from typing import Callable
 from .background import Background
 from .manager.calls import Calls
 from .media.callmedia import CallMedia
-from .model.calls import ENDED, Call, CallStatus
+from .model.calls import ENDED, VM_ACTIVE, Call, CallStatus
 from .model.events import CallChanged, DtmfReceived, Event, EventBus
 
 log = logging.getLogger("fastagi.bridge")
 
-PlayDtmf = Callable[[str, str], None]  # (Asterisk channel, digit)
+PlayDtmf = Callable[[str, str, bool], None]  # (Asterisk channel, digit, received on it)
+
+
+def carries_call(channel: str, call: Call) -> bool:
+    """Whether `channel` is the AudioSocket channel of `call` itself (``AudioSocket/HOST:PORT-UUID``):
+    the Skype side's own channel, where its digits must be received, not sent back out."""
+    return channel.startswith("AudioSocket/") and channel.endswith(f"-{call.uuid}")
 
 
 class CallBridge:
@@ -62,6 +71,10 @@ class CallBridge:
         if call is None:
             return
         self._release(call.id)
+        if call.direction == "incoming" and call.status in VM_ACTIVE:
+            # The dialplan handed the call to voicemail (call-vm) and then hung up its channel.
+            log.info("Asterisk side of call %d hung up: the call stays in voicemail (%s)", call.id, call.status.value)
+            return
         log.info("Asterisk side of call %d hung up: ending the Skype call", call.id)
         self._background.spawn(self.calls.hangup(call.account, call.id))
 
@@ -84,5 +97,6 @@ class CallBridge:
         elif isinstance(event, DtmfReceived) and self.play_dtmf is not None:
             call = self.calls.live.get(event.call_id)
             if call is not None and call.id in self._connections and call.asterisk_channel:
+                receive = carries_call(call.asterisk_channel, call)
                 for digit in event.digit:
-                    self.play_dtmf(call.asterisk_channel, digit)
+                    self.play_dtmf(call.asterisk_channel, digit, receive)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 from urllib.parse import quote
 
 from conftest import Recorder, running_gateway, run
-from doubles.ami_server import AmiServer
+from doubles.ami_server import AmiServer, Channel
+from doubles.audiosocket_client import SLIN16, AsteriskAudioSocket
 from doubles.asterisk_agi import FakeAsterisk
 from fastagi.app import Gateway
 
@@ -147,6 +149,34 @@ def test_remote_dtmf_is_played_on_the_bridged_channel(tmp_path: Path) -> None:
             await eventually(lambda: ami.actions("PlayDTMF"))
             action = ami.actions("PlayDTMF")[0]
             assert (action.get("Channel"), action.get("Digit")) == ("PJSIP/100-00000001", "5")
+    run(body())
+
+
+def test_a_skype_callers_keys_are_received_on_its_audiosocket_channel(tmp_path: Path) -> None:
+    """bob calls alice, whose dialplan answers on the AudioSocket channel (the IVR): bob's keys
+    must reach that channel's WaitExten(), not go out of it, back to the gateway and to bob."""
+    async def body() -> None:
+        async with gateway_and_ami(tmp_path) as (gw, ami):
+            rec = Recorder(gw.bus)
+            bob = FakeAsterisk(gw.agi.port)
+            started = await bob.agi("call-start?account=bob&user-name=alice")
+            ringing = await rec.wait(lambda e: e.account == "alice" and e.fields.get("Status") == "RINGING")
+            call, call_uuid = ringing.fields["CallID"], ringing.fields["UUID"]
+            channel_name = f"AudioSocket/127.0.0.1:{gw.audiosocket.port}-{call_uuid}"  # chan_audiosocket's name
+            client = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.UUID(call_uuid), SLIN16)
+            ami.channels[channel_name] = channel = Channel(send_dtmf=client.send_dtmf)
+            ivr = FakeAsterisk(gw.agi.port)
+            ivr.variables["CHANNEL"] = channel_name
+            assert (await ivr.agi(f"call-answer?account=alice&call-id={call}")).skype()["SKYPE_STATUS"] == "SUCCESS"
+            await rec.status("bob", started.skype()["SKYPE_CALL_ID"], "INPROGRESS")
+            await bob.agi(f"call-dtmf?account=bob&call-id={started.skype()['SKYPE_CALL_ID']}&code=2%23")
+            await eventually(lambda: len(channel.received_dtmf) == 2)
+            assert [(a.get("Channel"), a.get("Digit"), a.get("Receive")) for a in ami.actions("PlayDTMF")] == [
+                (channel_name, "2", "yes"), (channel_name, "#", "yes")]
+            assert channel.received_dtmf == ["2", "#"]
+            await client.send_audio(bytes(640 * 10))  # 200 ms for a bounced digit to come back
+            assert [e.account for e in rec.events if e.kind == "DTMF"] == ["alice", "alice"]  # nothing went back to bob
+            await client.hang_up()
     run(body())
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import Dialplan, Recorder, running_gateway, run
+from doubles.asterisk_agi import FakeAsterisk
 from doubles.audiosocket_client import SLIN, SLIN16, AsteriskAudioSocket
 
 SETUP = """
@@ -22,6 +23,9 @@ type = user
 behaviour = echo
 ring_delay = 0.01
 answer_delay = 0.01
+[caller]
+type = user
+behaviour = answer
 """
 
 
@@ -70,8 +74,8 @@ def test_dtmf_both_ways(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, SETUP) as gw:
             rec = Recorder(gw.bus)
-            played: list[tuple[str, str]] = []
-            gw.bridge.play_dtmf = lambda channel, digit: played.append((channel, digit))
+            played: list[tuple[str, str, bool]] = []
+            gw.bridge.play_dtmf = lambda channel, digit, receive: played.append((channel, digit, receive))
             call, client = await bridged_echo_call(gw, SLIN)
             assert gw.manager.calls.live[int(call)].asterisk_channel == "Local/s@cap-00000000;2"  # the channel of call-start
             await client.send_audio(bytes(640))
@@ -82,7 +86,7 @@ def test_dtmf_both_ways(tmp_path: Path) -> None:
                 if played:
                     break
                 await asyncio.sleep(0.01)
-            assert played == [("Local/s@cap-00000000;2", "7")]
+            assert played == [("Local/s@cap-00000000;2", "7", False)]  # sent out to whoever placed the call
             await client.hang_up()
     run(body())
 
@@ -132,4 +136,24 @@ def test_unknown_uuid_is_dropped_and_the_server_keeps_serving(tmp_path: Path) ->
             await asyncio.sleep(0.2)
             assert heard_delay_and_frequency(client, sent, 10)[1] == pytest.approx(440, abs=2)
             await client.hang_up()
+    run(body())
+
+
+def test_voicemail_survives_the_hangup_of_the_channel_that_sent_the_call_there(tmp_path: Path) -> None:
+    """skype-route-phone on Asterisk 22: nobody answers the phone, the AudioSocket channel
+    runs call-vm and then hangs up; the caller's message must still be recorded and sent."""
+    async def body() -> None:
+        async with running_gateway(tmp_path, SETUP) as gw:
+            rec = Recorder(gw.bus)
+            call = gw.embedded.remote_call("caller", "alice")
+            ringing = await rec.status("alice", call, "RINGING")
+            client = await AsteriskAudioSocket.connect(gw.audiosocket.port, uuid.UUID(ringing.fields["UUID"]), SLIN16)
+            await client.send_audio(bytes(640 * 5))  # ringback while the phone rings
+            flow = FakeAsterisk(gw.agi.port)
+            flow.variables["CHANNEL"] = f"AudioSocket/127.0.0.1:{gw.audiosocket.port}-{ringing.fields['UUID']}"
+            assert (await flow.agi(f"call-vm?account=alice&call-id={call}")).skype()["SKYPE_STATUS"] == "SUCCESS"
+            await client.hang_up()  # the flow's Hangup()
+            await rec.wait(lambda e: e.kind == "CallStatus" and e.fields["Status"] in ("VM_SENT", "VM_CANCELLED"))
+            assert rec.statuses("alice", call) == [
+                "RINGING", "VM_BUFFERING_GREETING", "VM_PLAYING_GREETING", "VM_RECORDING", "VM_UPLOADING", "VM_SENT"]
     run(body())

@@ -110,8 +110,11 @@ class ActionBuilder:
         return Outgoing("Originate", self._originate(channel, HOLD, variables))
 
     @staticmethod
-    def play_dtmf(channel: str, digit: str) -> Outgoing:
-        return Outgoing("PlayDTMF", (_text("Channel", channel), _text("Digit", digit)))
+    def play_dtmf(channel: str, digit: str, receive: bool = False) -> Outgoing:
+        """``PlayDTMF`` sends the digit out of `channel`; with `receive`, ``Receive: yes`` makes the
+        channel take it as its own caller's key, for ``Background()``/``WaitExten()``/``Read()``."""
+        headers = (_text("Channel", channel), _text("Digit", digit))
+        return Outgoing("PlayDTMF", headers + ((("Receive", "yes"),) if receive else ()))
 
     def _incoming_channel(self, exten: str, call_uuid: str) -> tuple[str, Headers]:
         """The Channel of an incoming call's Originate and what it runs, per ``incoming_media``."""

@@ -98,9 +98,9 @@ class AmiListener:
         while self._outbox and self.connected and loop.time() < deadline:
             await asyncio.sleep(0.02)
 
-    def play_dtmf(self, channel: str, digit: str) -> None:
-        """Play a DTMF digit on an Asterisk channel (``PlayDTMF``), through the same queue."""
-        self._put(self._actions.play_dtmf(channel, digit))
+    def play_dtmf(self, channel: str, digit: str, receive: bool = False) -> None:
+        """Play a DTMF digit on an Asterisk channel (``PlayDTMF``, see `ActionBuilder.play_dtmf`), through the same queue."""
+        self._put(self._actions.play_dtmf(channel, digit, receive))
 
     # -- events into actions ---------------------------------------------------------
 

@@ -201,9 +201,11 @@ class Calls:
         self._background.spawn(self.start(account, target))
 
     def dtmf_received(self, account: str, call_id: int, digits: str) -> None:
+        """One `DtmfReceived` per digit, as Asterisk reports its own DTMF."""
         call = self.live.get(call_id)
         if call is not None and call.account == account:
-            self._bus.publish(DtmfReceived(account, call_id, call.partner, digits))
+            for digit in digits:
+                self._bus.publish(DtmfReceived(account, call_id, call.partner, digit))
 
     # -- transitions -----------------------------------------------------------------
     def _new_call(self, account: str, partner: str, direction: str) -> Call:

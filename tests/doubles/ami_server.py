@@ -18,6 +18,11 @@ line ends an action), and answers with Asterisk's own texts, ActionID echoed:
   session whose mask has ``call``) a ``Newchannel`` event when it succeeds and the
   ``OriginateResponse`` event, ``Response: Success`` or ``Failure`` per
   ``originate_response``.
+- ``PlayDTMF`` (``apps/app_senddtmf.c``): on a channel named in ``channels``, ``DTMF
+  successfully queued``; with ``Receive:`` true the digit is received on the channel (the
+  dialplan's ``WaitExten()`` hears it), otherwise it is sent out of the channel (an
+  AudioSocket channel writes it to its connection). ``Channel not found`` for another
+  channel, ``No digit specified`` without a digit.
 - an action named in ``denied``: ``Permission denied`` (a missing write permission).
 - an unknown action: ``Invalid/unknown command: ...``.
 
@@ -34,6 +39,7 @@ import itertools
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 GREETING = b"Asterisk Call Manager/11.0.0\r\n"
 MAX_LINE = 1024
@@ -142,12 +148,23 @@ class Session:
 
 
 @dataclass
+class Channel:
+    """A channel of the PBX, as ``PlayDTMF`` finds it."""
+
+    send_dtmf: Callable[[str], None] = lambda digit: None
+    """What sending a digit out of the channel does (an AudioSocket channel: a DTMF message)."""
+    received_dtmf: list[str] = field(default_factory=list)
+    """Digits received on the channel, as its dialplan reads them."""
+
+
+@dataclass
 class AmiServer:
     username: str = "skype"
     secret: str = "skypesecret"
     originate_response: str = "Success"
     denied: set[str] = field(default_factory=set)
     received: list[Received] = field(default_factory=list)
+    channels: dict[str, Channel] = field(default_factory=dict)
     port: int = 0
     _server: asyncio.Server | None = None
     _sessions: set[Session] = field(default_factory=set)
@@ -270,6 +287,20 @@ class AmiServer:
         event = b"".join(line + b"\r\n" for line in [
             b"Event: UserEvent", b"Privilege: user,all", b"UserEvent: " + action.get("UserEvent").encode(), *copied])
         self._broadcast("user", event + b"\r\n")
+
+    def _action_playdtmf(self, session: Session, action: Received) -> None:
+        channel = self.channels.get(action.get("Channel"))
+        digit = action.get("Digit")[:1]
+        if channel is None:
+            self._reply(session, action, "Error", "Channel not found")
+        elif not digit:
+            self._reply(session, action, "Error", "No digit specified")
+        else:
+            if action.get("Receive").lower() in _TRUE:
+                channel.received_dtmf.append(digit)
+            else:
+                channel.send_dtmf(digit)
+            self._reply(session, action, "Success", "DTMF successfully queued")
 
     def _action_originate(self, session: Session, action: Received) -> None:
         channel = action.get("Channel")
