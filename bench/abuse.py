@@ -43,8 +43,6 @@ import asyncio
 import enum
 import itertools
 import multiprocessing
-import os
-import platform
 import random
 import re
 import socket
@@ -69,6 +67,7 @@ from .harness import (
     SERVER_CPU,
     Server,
     free_port,
+    machine,
     percentile,
     pin,
     raise_file_limit,
@@ -475,14 +474,6 @@ def shown_steps(steps: list[Step]) -> str:
     parts = [shown(step) if isinstance(step, bytes) else f"[{step.value}]" if isinstance(step, Do)
              else f"[reply to every command, {shown(step.before)} before each]" for step in steps]
     return " ".join(parts)
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
-    return (f"machine: {os.cpu_count()} cores{f' ({models[0]})' if models else ''}, {platform.platform()}, "
-            f"Python {platform.python_version()}; gateway on core {SERVER_CPU}, this load on core {LOAD_CPU}")
 
 
 def logged_ms(phase: Phase, records: list[Record]) -> list[float]:
