@@ -34,6 +34,8 @@ incoming_dir = {folder}
 control_socket = {folder}/control.sock
 max_connections = 4096
 {extra}
+[audiosocket]
+port = {audio_port}
 [alice]
 type = account
 [bob]
@@ -101,7 +103,8 @@ class Server:
         """`skype-fastagi serve` on a fresh state in `folder` (alice is its account, bob a user)."""
         port = free_port()
         config = folder / "gateway.conf"
-        config.write_text(GATEWAY_CONFIG.format(port=port, folder=folder, extra=extra))
+        # (AudioSocket on a free port too: its default one may be another gateway's on this machine)
+        config.write_text(GATEWAY_CONFIG.format(port=port, audio_port=free_port(), folder=folder, extra=extra))
         argv = [sys.executable, "-m", "fastagi", "serve", "--config", str(config)]
         return cls.start(argv, port, folder / "gateway.log")
 
