@@ -43,8 +43,6 @@ import asyncio
 import enum
 import itertools
 import multiprocessing
-import os
-import platform
 import random
 import re
 import socket
@@ -69,6 +67,7 @@ from .harness import (
     SERVER_CPU,
     Server,
     free_port,
+    machine,
     percentile,
     pin,
     raise_file_limit,
@@ -477,14 +476,6 @@ def shown_steps(steps: list[Step]) -> str:
     return " ".join(parts)
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
-    return (f"machine: {os.cpu_count()} cores{f' ({models[0]})' if models else ''}, {platform.platform()}, "
-            f"Python {platform.python_version()}; gateway on core {SERVER_CPU}, this load on core {LOAD_CPU}")
-
-
 def logged_ms(phase: Phase, records: list[Record]) -> list[float]:
     """How long the gateway took over each of the phase's normal sessions, by its log (environment to last reply)."""
     return [float(timing.group(1)) for record in records
@@ -563,8 +554,7 @@ def print_targets(phases: list[Phase]) -> None:
 
 # -- the run -------------------------------------------------------------------------------------
 def gateway_extra(metrics_port: int, environment_timeout: float) -> str:
-    return (f"metrics = 127.0.0.1:{metrics_port}\nenvironment_timeout = {environment_timeout}\npermit = 127.0.0.0/8\n"
-            f"[audiosocket]\nport = {free_port()}\n")  # its default port may be another gateway's on this machine
+    return f"metrics = 127.0.0.1:{metrics_port}\nenvironment_timeout = {environment_timeout}\npermit = 127.0.0.0/8\n"
 
 
 async def run(args: argparse.Namespace) -> None:

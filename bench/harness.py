@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import resource
 import signal
 import socket
@@ -33,6 +34,8 @@ incoming_dir = {folder}
 control_socket = {folder}/control.sock
 max_connections = 4096
 {extra}
+[audiosocket]
+port = {audio_port}
 [alice]
 type = account
 [bob]
@@ -100,7 +103,8 @@ class Server:
         """`skype-fastagi serve` on a fresh state in `folder` (alice is its account, bob a user)."""
         port = free_port()
         config = folder / "gateway.conf"
-        config.write_text(GATEWAY_CONFIG.format(port=port, folder=folder, extra=extra))
+        # (AudioSocket on a free port too: its default one may be another gateway's on this machine)
+        config.write_text(GATEWAY_CONFIG.format(port=port, audio_port=free_port(), folder=folder, extra=extra))
         argv = [sys.executable, "-m", "fastagi", "serve", "--config", str(config)]
         return cls.start(argv, port, folder / "gateway.log")
 
@@ -111,10 +115,7 @@ class Server:
         return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS line")
+        return rss_kib(self.process.pid)
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -137,8 +138,27 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS line")
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def machine() -> str:
+    """The machine a benchmark ran on, its load at that moment, and where the two sides run."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.exists() else []
+    load = "/".join(f"{value:.2f}" for value in os.getloadavg())
+    return (f"machine: {os.cpu_count()} cores{f' ({models[0]})' if models else ''}, {platform.platform()}, "
+            f"Python {platform.python_version()}, load average {load}; "
+            f"server on core {SERVER_CPU}, this load on core {LOAD_CPU}")

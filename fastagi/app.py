@@ -128,7 +128,7 @@ class Gateway:
                                  play_dtmf=self.ami.play_dtmf if self.ami is not None else None)
         sockets = config.audiosocket
         self.audiosocket = AudioSocketServer(sockets.bind, sockets.port, self.bridge,
-                                             media=settings(SocketMediaSettings, sockets))
+                                             media=settings(SocketMediaSettings, sockets), clock=self.media)
         self.action_metrics = ActionMetrics() if general.metrics is not None else None
         self.dispatcher = Dispatcher(
             self.manager, self.call_media, general.variable_prefix,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastagi.audiosocket.resample import ConversionBatch, Resampler
+from fastagi.audiosocket.resample import Resampler
 
 
 def tone(freq: float, rate: int, seconds: float, amplitude: float = 8000.0) -> np.ndarray:
@@ -22,8 +22,8 @@ def frames(samples: np.ndarray, rate: int) -> list[bytes]:
 
 def convert(samples: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
     resampler = Resampler(in_rate, out_rate, 20)
-    stream = resampler.open()
-    out = [resampler.convert([stream], frame) for frame in frames(samples, in_rate)]
+    resampler.start(0)
+    out = [resampler.convert([0], frame).tobytes() for frame in frames(samples, in_rate)]
     assert {len(frame) for frame in out} == {out_rate // 50 * 2}
     return pcm(b"".join(out))
 
@@ -84,9 +84,11 @@ def test_upsampling_leaves_faint_images() -> None:
 
 def test_calls_converted_together_do_not_hear_each_other() -> None:
     resampler = Resampler(8000, 16000, 20)
-    talking, silent = resampler.open(), resampler.open()
+    talking, silent = 0, 1
+    resampler.start(talking)
+    resampler.start(silent)
     said = frames(tone(440, 8000, 0.2), 8000)
-    out = [resampler.convert([talking, silent], frame + bytes(len(frame))) for frame in said]
+    out = [resampler.convert([talking, silent], frame + bytes(len(frame))).tobytes() for frame in said]
     alone = convert(tone(440, 8000, 0.2), 8000, 16000)
     assert np.abs(pcm(b"".join(o[:640] for o in out)) - alone).max() <= 1
     assert not any(o[640:].strip(b"\0") for o in out)
@@ -94,11 +96,13 @@ def test_calls_converted_together_do_not_hear_each_other() -> None:
 
 def test_a_call_left_out_of_a_batch_goes_on_where_it_was() -> None:
     resampler = Resampler(16000, 8000, 20)
-    late, punctual = resampler.open(), resampler.open()
+    late, punctual = 0, 1
+    resampler.start(late)
+    resampler.start(punctual)
     said = frames(tone(440, 16000, 0.2), 16000)
     out = []
     for index, frame in enumerate(said):
-        out.append(resampler.convert([late, punctual], frame + bytes(640))[:320])
+        out.append(resampler.convert([late, punctual], frame + bytes(640))[0].tobytes())
         if index == 3:  # a frame of `late` has not come this time
             resampler.convert([punctual], bytes(640))
     assert np.abs(pcm(b"".join(out)) - convert(tone(440, 16000, 0.2), 16000, 8000)).max() <= 1
@@ -106,78 +110,17 @@ def test_a_call_left_out_of_a_batch_goes_on_where_it_was() -> None:
 
 def test_a_new_call_hears_nothing_of_the_last_one_on_its_row() -> None:
     resampler = Resampler(16000, 8000, 20)
-    first = resampler.open()
-    resampler.convert([first], frames(tone(440, 16000, 0.02), 16000)[0])
-    resampler.close(first)
-    second = resampler.open()
-    assert second == first
-    assert resampler.convert([second], bytes(640)) == bytes(320)
+    resampler.start(0)
+    resampler.convert([0], frames(tone(440, 16000, 0.02), 16000)[0])
+    resampler.start(0)  # the next call on the same row
+    assert resampler.convert([0], bytes(640)).tobytes() == bytes(320)
 
 
-class Clock:
-    """`ConversionBatch`'s scheduler, run by hand."""
-
-    def __init__(self) -> None:
-        self.due: list[Handle] = []
-
-    def schedule(self, callback) -> Handle:  # type: ignore[no-untyped-def]
-        handle = Handle(callback)
-        self.due.append(handle)
-        return handle
-
-    def run_due(self) -> None:
-        due, self.due = self.due, []
-        for handle in due:
-            if not handle.cancelled:
-                handle.callback()
-
-
-class Handle:
-    def __init__(self, callback) -> None:  # type: ignore[no-untyped-def]
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-def test_a_batch_delivers_every_frame_in_order_once_it_is_due() -> None:
-    clock = Clock()
-    batch = ConversionBatch(Resampler(8000, 16000, 20), clock.schedule)
-    a, b = batch.open(), batch.open()
-    said = frames(tone(440, 8000, 0.06), 8000)
-    heard: dict[str, list[bytes]] = {"a": [], "b": []}
-    for frame in said:  # three frames of `a` before the batch runs: three rounds
-        batch.add(a, frame, heard["a"].append)
-    batch.add(b, said[0], heard["b"].append)
-    assert heard == {"a": [], "b": []} and len(clock.due) == 1
-    clock.run_due()
-    assert np.abs(pcm(b"".join(heard["a"])) - convert(tone(440, 8000, 0.06), 8000, 16000)).max() <= 1
-    assert heard["b"] == heard["a"][:1]
-
-
-def test_running_a_batch_early_cancels_its_due_run() -> None:
-    clock = Clock()
-    batch = ConversionBatch(Resampler(8000, 16000, 20), clock.schedule)
-    stream, heard = batch.open(), []
-    batch.add(stream, bytes(320), heard.append)
-    batch.run()
-    assert heard == [bytes(640)] and clock.due[0].cancelled
-    batch.run()
-    assert heard == [bytes(640)]
-
-
-def test_closing_a_stream_drops_what_it_queued() -> None:
-    clock = Clock()
-    batch = ConversionBatch(Resampler(8000, 16000, 20), clock.schedule)
-    gone, staying = batch.open(), batch.open()
-    heard: list[tuple[str, bytes]] = []
+def test_streams_started_far_apart_make_room_for_every_one() -> None:
+    resampler = Resampler(8000, 16000, 20)
+    for stream in (0, 40, 3):
+        resampler.start(stream)
     loud = frames(tone(440, 8000, 0.02), 8000)[0]
-    batch.add(gone, loud, lambda out: heard.append(("gone", out)))
-    batch.add(gone, loud, lambda out: heard.append(("gone", out)))
-    batch.add(staying, bytes(320), lambda out: heard.append(("staying", out)))
-    batch.close(gone)
-    newcomer = batch.open()
-    batch.add(newcomer, bytes(320), lambda out: heard.append(("newcomer", out)))
-    clock.run_due()
-    assert heard == [("staying", bytes(640)), ("newcomer", bytes(640))]
+    out = resampler.convert([40, 3, 0], loud + bytes(320) + loud)
+    assert out.shape == (3, 320) and not out[1].any()
+    assert np.array_equal(out[0], out[2]) and np.abs(out[0]).max() > 2000

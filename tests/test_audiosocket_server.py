@@ -10,14 +10,17 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pytest
 
 from fastagi.audiosocket.server import AudioSocketConnection, AudioSocketServer
-from fastagi.model.audio import FRAME_BYTES
+from fastagi.media.engine import MediaEngine
+from fastagi.model.audio import FRAME_BYTES, EchoPort
 from doubles.audiosocket_client import SLIN, SLIN16, AsteriskAudioSocket, captured_sessions
 
+T = TypeVar("T")
 KNOWN = uuid.UUID("0c4e3a7e-6f1e-4a53-9a4e-6f5d2f0c9b11")
 UNKNOWN = uuid.UUID("0c4e3a7e-6f1e-4a53-9a4e-6f5d2f0c9b12")
 HANGUP_MESSAGE = b"\x00\x00\x00"
@@ -98,8 +101,8 @@ async def serving(binder: FakeBinder, **options: float) -> AsyncIterator[AudioSo
         await asyncio.gather(*binder.tasks, return_exceptions=True)
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 15))
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(asyncio.wait_for(scenario(), 15))
 
 
 async def until(condition: Callable[[], object], timeout: float = 2.0) -> None:
@@ -110,9 +113,9 @@ async def until(condition: Callable[[], object], timeout: float = 2.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def tone_burst(rate: int, silence_s: float, tone_s: float, amplitude: int = 8000) -> bytes:
+def tone_burst(rate: int, silence_s: float, tone_s: float, amplitude: int = 8000, freq: float = 440) -> bytes:
     t = np.arange(int(rate * tone_s)) / rate
-    tone = (amplitude * np.sin(2 * np.pi * 440 * t)).astype("<i2")
+    tone = (amplitude * np.sin(2 * np.pi * freq * t)).astype("<i2")
     return bytes(int(rate * silence_s) * 2) + tone.tobytes()
 
 
@@ -189,6 +192,60 @@ def test_tone_comes_back_through_an_echo_at_440_hz_with_little_delay(kind: int) 
         assert counters.frames_in == len(sent)
 
     run(scenario)
+
+
+class EchoRooms:
+    """A binder that puts every connection in a room of its own with an echo, as echo123's calls are."""
+
+    def __init__(self, engine: MediaEngine) -> None:
+        self.engine = engine
+
+    def attach(self, call: uuid.UUID, conn: AudioSocketConnection) -> bool:
+        room = self.engine.create_room()
+        room.add(conn)
+        room.add(EchoPort())
+        return True
+
+    def dtmf(self, call: uuid.UUID, digit: str) -> None:
+        pass
+
+    def detached(self, call: uuid.UUID) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", [SLIN, SLIN16])
+def test_calls_through_the_engine_each_hear_their_own_tone_back(kind: int) -> None:
+    """The engine's ticks move every connection's audio at once; nobody hears another call."""
+    freqs = [400 + 150 * n for n in range(6)]
+
+    async def scenario() -> list[AsteriskAudioSocket]:
+        engine = MediaEngine()
+        server = AudioSocketServer("127.0.0.1", 0, EchoRooms(engine), clock=engine)
+        await server.start()
+        engine.start()
+        try:
+            clients = [await AsteriskAudioSocket.connect(server.port, uuid.uuid4(), kind) for _ in freqs]
+            rate = clients[0].rate
+            await asyncio.gather(*(
+                client.send_audio(tone_burst(rate, 0.1, 0.7, freq=freq)) for client, freq in zip(clients, freqs)
+            ))  # fmt: skip
+            await asyncio.sleep(0.1)
+            for client in clients:
+                await client.hang_up()
+        finally:
+            await engine.stop()
+            await server.stop()
+        return clients
+
+    for client, freq in zip(run(scenario), freqs):
+        samples = np.frombuffer(b"".join(r.payload for r in client.received if r.kind == kind), "<i2").astype(float)
+        onset = int(np.argmax(np.abs(samples) > 4000))
+        tone = samples[onset + client.rate // 10 : onset + client.rate // 2]
+        spectrum = np.abs(np.fft.rfft(tone * np.hanning(len(tone)), 8 * len(tone))) ** 2
+        found = np.fft.rfftfreq(8 * len(tone), 1 / client.rate)
+        assert found[np.argmax(spectrum)] == pytest.approx(freq, abs=2)
+        assert spectrum[np.abs(found - freq) < 30].sum() > 0.95 * spectrum.sum()
+        assert np.sqrt(np.mean(tone**2)) == pytest.approx(8000 / np.sqrt(2), rel=0.05)
 
 
 def test_dtmf_reaches_the_binder_between_audio() -> None:

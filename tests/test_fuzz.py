@@ -456,13 +456,22 @@ SOCKET_FRAGMENTS = [
 
 
 def socket_outcome(chunks: list[bytes]) -> Outcome:
-    """Frames until the parser closes: its caller stops reading then."""
+    """Frames until the parser closes: its caller stops reading then.
+
+    Each chunk is offered to `audio_payload` first, as the server does, so the cuts that
+    make a chunk one whole audio message check its short cut against `feed`.
+    """
     parser = AudioSocketParser()
     frames: list[Frame] = []
     try:
         for chunk in chunks:
             if parser.state is codec.State.CLOSED:
                 break
+            payload = parser.audio_payload(chunk)
+            if payload is not None:
+                assert parser.audio_kind is not None
+                frames.append(Frame(parser.audio_kind, payload))
+                continue
             frames += parser.feed(chunk)
             assert len(parser._buffer) < HEADER.size + LONGEST_PAYLOAD
     except ProtocolError:

@@ -300,6 +300,27 @@ def test_a_failing_room_does_not_stop_the_others(caplog):
     assert len(caplog.records) == 1
 
 
+def test_tick_hooks_run_around_every_room_and_a_failing_one_is_logged_once(caplog):
+    engine = MediaEngine()
+    order: list[str] = []
+
+    class Party(SilentPort):
+        def pull(self) -> bytes:
+            order.append("room")
+            return SILENCE
+
+    def broken() -> None:
+        raise RuntimeError("lane gone")
+
+    engine.create_room().add(Party())
+    engine.add_tick_hooks(lambda: order.append("before"), lambda: order.append("after"))
+    engine.add_tick_hooks(broken, lambda: order.append("after, second"))
+    with caplog.at_level(logging.ERROR, logger="fastagi.media.engine"):
+        run(engine, 2)
+    assert order == ["before", "room", "after", "after, second"] * 2
+    assert engine.errors == 2 and len(caplog.records) == 1
+
+
 # ---------------------------------------------------------------- the clock
 
 

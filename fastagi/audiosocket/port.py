@@ -1,8 +1,9 @@
 """One Asterisk channel's audio as a port of the media engine: 20 ms frames in and out.
 
 `read_frame` is what the Asterisk caller says, `write_frame` what they hear, both at
-`ENGINE_RATE`; the connection converts to and from the channel's rate, buffers against
-jitter, and never lets an unread socket queue audio without bound.
+`ENGINE_RATE`; the connection buffers against jitter at Asterisk's rate, its lane
+converts to and from the engine's rate along with every other connection's, and an
+unread socket never queues audio without bound.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import astuple, dataclass
+from time import monotonic
 
-from ..model.audio import ENGINE_RATE, FRAME_BYTES, FRAME_MS, SILENCE
-from .conversions import RateConversions
+from ..model.audio import FRAME_BYTES, SILENCE
 from .jitter import JitterBuffer
-from .protocol import AUDIO_RATES, Frame, Kind, audio_header, encode_hangup, pcm_bytes
-from .resample import ConversionBatch
+from .lanes import Lane, Lanes
+from .protocol import AUDIO_RATES, Kind, encode_hangup
 
 
 @dataclass
@@ -48,25 +49,25 @@ class AudioSocketConnection:
     good if it sends none, it is 8 kHz, the only rate of the AudioSocket() application.
     """
 
-    def __init__(
-        self, transport: asyncio.WriteTransport, peer: str, settings: MediaSettings, conversions: RateConversions
-    ) -> None:
+    def __init__(self, transport: asyncio.WriteTransport, peer: str, settings: MediaSettings, lanes: Lanes) -> None:
         self.peer = peer
         self.uuid: uuid.UUID | None = None
         self.ended_by_gateway = False
         self._transport = transport
         self._settings = settings
-        self._conversions = conversions
-        self._loop = asyncio.get_running_loop()
-        self.last_activity = self._loop.time()
-        """Loop time of the last bytes received or audio sent."""
+        self._lanes = lanes
+        self.last_activity = monotonic()
+        """`time.monotonic()` of the last bytes received or audio sent."""
         self._frames_in = 0
         self._frames_out = 0
         self._dropped_out = 0
         self._hung_up = False
-        self._to_engine: ConversionBatch | None = None
-        self._to_asterisk: ConversionBatch | None = None
-        self._use_kind(Kind.AUDIO_8K)
+        self._lane: Lane | None = None
+        self.use_kind(Kind.AUDIO_8K)
+
+    @property
+    def kind(self) -> Kind:
+        return self._kind
 
     @property
     def rate(self) -> int:
@@ -89,22 +90,25 @@ class AudioSocketConnection:
 
     def read_frame(self) -> bytes:
         """What the Asterisk caller said during this tick: FRAME_BYTES at ENGINE_RATE."""
-        if self._hung_up or self._transport.is_closing():
+        if self._hung_up or self._transport.is_closing() or self._lane is None:
             return SILENCE
-        if self._to_engine is not None:
-            self._to_engine.run()  # what every call at this rate sent since the last tick
-        return self._jitter.get()
+        said = self._lane.said
+        if said is not None:  # the engine's tick: the lane took every member's frame at once
+            return said[self._slot]
+        return self._lane.convert_alone(self._slot, self._jitter.get(), to_engine=True)
 
     def write_frame(self, frame: bytes) -> None:
         """What the Asterisk caller hears during this tick; dropped rather than queued."""
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"frame of {len(frame)} bytes, expected {FRAME_BYTES}")
-        if self._hung_up or self._transport.is_closing():
+        lane = self._lane
+        if self._hung_up or self._transport.is_closing() or lane is None:
             return
-        if self._to_asterisk is None:
-            self._send(frame)
+        if lane.said is not None:  # the engine's tick: sent along with every member's when it ends
+            lane.heard[self._slot] = frame
+            lane.written.append(self._slot)
         else:
-            self._to_asterisk.add(self._out_stream, frame, self._send)
+            self.send(lane.header + lane.convert_alone(self._slot, frame, to_engine=False))
 
     # The names of fastagi.model.audio.AudioPort.
     pull = read_frame
@@ -115,36 +119,35 @@ class AudioSocketConnection:
         self.ended_by_gateway = True
         self._hang_up()
 
-    def receive_audio(self, frame: Frame) -> None:
-        if frame.kind is not self._kind:
-            self._use_kind(frame.kind)
+    def receive_audio(self, pcm: bytes) -> None:
+        """Audio from Asterisk, at the connection's rate (`use_kind` set it)."""
         self._frames_in += 1
-        if self._to_engine is None:
-            self._jitter.put(frame.payload)
-            return
-        pending = self._unconverted
-        pending += frame.payload
-        size = self._frame_bytes
-        while len(pending) >= size:  # whole frames only: the jitter buffer plays nothing less
-            self._to_engine.add(self._in_stream, bytes(pending[:size]), self._jitter.put)
-            del pending[:size]
+        self._jitter.put(pcm)
 
-    def _release(self) -> None:
-        """Give the conversion streams back (the session is over, or the rate changes)."""
-        if self._to_engine is not None and self._to_asterisk is not None:
-            self._to_engine.close(self._in_stream)
-            self._to_asterisk.close(self._out_stream)
-        self._to_engine = self._to_asterisk = None
+    def use_kind(self, kind: Kind) -> None:
+        """Set up the media path for an audio kind; only ever before audio flowed in."""
+        self.release()
+        self._kind = kind
+        self._lane = lane = self._lanes.at(kind)
+        settings = self._settings
+        self._jitter = JitterBuffer(lane.frame_bytes, settings.jitter_frames, settings.jitter_max_frames)
+        self._slot = lane.join(self, self._jitter)
+        self._backlog_limit = settings.write_backlog_frames * lane.message_bytes
 
-    def _send(self, pcm: bytes) -> None:
-        if self.closed:  # since the frame was queued for conversion
-            return
+    def release(self) -> None:
+        """Leave the lane (the session is over, or the rate changes)."""
+        if self._lane is not None:
+            self._lane.leave(self._slot)
+            self._lane = None
+
+    def send(self, message: bytes) -> None:
+        """Write a whole audio message, unless the socket is not draining."""
         if self._transport.get_write_buffer_size() > self._backlog_limit:
             self._dropped_out += 1
             return
-        self._transport.write(self._audio_header + pcm)
+        self._transport.write(message)
         self._frames_out += 1
-        self.last_activity = self._loop.time()
+        self.last_activity = monotonic()
 
     def _hang_up(self) -> None:
         """Send the hangup message and half-close; abort if the peer is not reading."""
@@ -163,18 +166,3 @@ class AudioSocketConnection:
     def _abort(self) -> None:
         self._hung_up = True
         self._transport.abort()
-
-    def _use_kind(self, kind: Kind) -> None:
-        """Set up the media path for a rate; only ever before audio flowed in."""
-        rate = AUDIO_RATES[kind]
-        self._release()
-        self._kind = kind
-        self._jitter = JitterBuffer(FRAME_BYTES, self._settings.jitter_frames, self._settings.jitter_max_frames)
-        if rate != ENGINE_RATE:
-            self._to_engine, self._to_asterisk = self._conversions.at(rate)
-            self._in_stream = self._to_engine.open()
-            self._out_stream = self._to_asterisk.open()
-        self._unconverted = bytearray()
-        self._frame_bytes = pcm_bytes(rate, FRAME_MS)
-        self._audio_header = audio_header(kind, self._frame_bytes)
-        self._backlog_limit = self._settings.write_backlog_frames * (self._frame_bytes + len(self._audio_header))

@@ -4,13 +4,13 @@ A call converts 50 frames a second each way. Converting them one call at a time 
 a library call per frame plus its per-stream state (soxr keeps some 15 kB per stream,
 two streams per call, and 500 calls of it crowd the caches everything else needs). Here a stream's state is
 only the last input samples its filter still needs, one row of an array, and a whole
-batch of frames (typically one per call and tick) is converted by one matrix product.
+batch of frames (one per call and tick) is converted by one matrix product.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -67,7 +67,6 @@ class Resampler:
         taps = np.sinc(2 * cutoff * offsets) * _kaiser(offsets / span, attenuation)
         matrix = (taps / taps.sum(axis=0)).astype(np.float32)  # unit gain at DC for every output sample
         self._blocks = _bands(matrix, BLOCK_SAMPLES)
-        self._free: list[int] = []
         # Per stream, its history; per batch row, the product's input and output. Kept
         # between batches: allocating a megabyte per batch makes the heap grow and shrink.
         self._histories = np.zeros((0, self._history), np.float32)
@@ -75,19 +74,17 @@ class Resampler:
         self._products = np.zeros((0, self.out_samples), np.float32)
         self._pcm = np.zeros((0, self.out_samples), np.int16)
 
-    def open(self) -> int:
-        """A new stream (its number), starting from silence."""
-        if not self._free:
-            self._grow(max(16, 2 * len(self._histories)))
-        stream = self._free.pop()
+    def start(self, stream: int) -> None:
+        """Stream number `stream` (from 0 up) starts from silence: what it converted before is forgotten."""
+        if stream >= len(self._histories):
+            self._grow(max(16, 2 * len(self._histories), stream + 1))
         self._histories[stream] = 0
-        return stream
 
-    def close(self, stream: int) -> None:
-        self._free.append(stream)
+    def convert(self, streams: Sequence[int] | np.ndarray, frames: bytes) -> np.ndarray:
+        """The next frame of each of `streams` (all different, all started), concatenated in that order, converted.
 
-    def convert(self, streams: Sequence[int], frames: bytes) -> bytes:
-        """The next frame of each of `streams` (all different), concatenated in that order, converted."""
+        One row of samples per stream, in a buffer of the resampler's that the next call overwrites.
+        """
         count = len(streams)
         rows, products, pcm = self._rows[:count], self._products[:count], self._pcm[:count]
         # (in the default mode, `take` fills a buffer of its own and copies it to `out`)
@@ -100,12 +97,11 @@ class Resampler:
         np.rint(products, out=products)
         np.clip(products, -32768, 32767, out=products)
         np.copyto(pcm, products, casting="unsafe")
-        return pcm.tobytes()
+        return pcm
 
     def _grow(self, streams: int) -> None:
         """Room for `streams` streams (a batch holds at most one frame of each)."""
         added = streams - len(self._histories)
-        self._free = list(range(streams - 1, len(self._histories) - 1, -1))
         self._histories = np.concatenate((self._histories, np.zeros((added, self._history), np.float32)))
         self._rows = np.zeros((streams, self._rows.shape[1]), np.float32)
         self._products = np.zeros((streams, self.out_samples), np.float32)
@@ -137,80 +133,3 @@ def _kaiser(x: np.ndarray, attenuation: float) -> np.ndarray:
     window = np.zeros_like(x)
     window[inside] = np.i0(beta * np.sqrt(1 - x[inside] ** 2)) / np.i0(beta)
     return window
-
-
-class Cancellable(Protocol):
-    """What `Schedule` returns: an `asyncio.Handle` in the server."""
-
-    def cancel(self) -> None: ...
-
-
-Deliver = Callable[[bytes], None]
-Schedule = Callable[[Callable[[], None]], Cancellable]
-
-
-class ConversionBatch:
-    """Frames of many streams waiting to be converted together by one `Resampler`.
-
-    `add` queues a stream's frame with where its result goes; `run` converts whatever
-    is queued and hands each result over, in the order added. A run is due at the
-    latest when `schedule` calls it back (it is asked to once per batch), and can be
-    made sooner by calling it. A stream's frames are converted in order: a second one
-    queued before the batch ran waits for the next round of the same run.
-    """
-
-    def __init__(self, resampler: Resampler, schedule: Schedule) -> None:
-        self.resampler = resampler
-        self._schedule = schedule
-        self._due: Cancellable | None = None
-        self._streams: list[int] = []
-        self._frames: list[bytes] = []
-        self._deliveries: list[Deliver] = []
-        self._queued: set[int] = set()
-        self._later: list[tuple[int, bytes, Deliver]] = []
-
-    def open(self) -> int:
-        return self.resampler.open()
-
-    def close(self, stream: int) -> None:
-        """Forget the stream and what it has queued: its number may go to a new stream."""
-        if stream in self._queued or any(item[0] == stream for item in self._later):
-            queued = [item for item in self._take() if item[0] != stream]
-            for item in queued:
-                self._queue(*item)
-        self.resampler.close(stream)
-
-    def add(self, stream: int, frame: bytes, deliver: Deliver) -> None:
-        self._queue(stream, frame, deliver)
-        if self._due is None:
-            self._due = self._schedule(self.run)
-
-    def run(self) -> None:
-        if self._due is not None:
-            self._due.cancel()
-            self._due = None
-        while self._streams:
-            streams, frames, deliveries = self._streams, self._frames, self._deliveries
-            self._streams, self._frames, self._deliveries, self._queued = [], [], [], set()
-            later, self._later = self._later, []
-            for item in later:
-                self._queue(*item)
-            converted = self.resampler.convert(streams, b"".join(frames))
-            size = 2 * self.resampler.out_samples
-            for offset, deliver in zip(range(0, len(converted), size), deliveries):
-                deliver(converted[offset : offset + size])
-
-    def _queue(self, stream: int, frame: bytes, deliver: Deliver) -> None:
-        if stream in self._queued:
-            self._later.append((stream, frame, deliver))
-            return
-        self._queued.add(stream)
-        self._streams.append(stream)
-        self._frames.append(frame)
-        self._deliveries.append(deliver)
-
-    def _take(self) -> list[tuple[int, bytes, Deliver]]:
-        """Everything queued, in order, leaving the queue empty."""
-        items = list(zip(self._streams, self._frames, self._deliveries)) + self._later
-        self._streams, self._frames, self._deliveries, self._queued, self._later = [], [], [], set(), []
-        return items

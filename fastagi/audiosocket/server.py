@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Protocol
+from time import monotonic
+from typing import Callable, Protocol
 
-from .conversions import RateConversions
+from .lanes import Lanes
 from .port import AudioSocketConnection, MediaCounters, MediaSettings
-from .protocol import AUDIO_RATES, AudioSocketParser, Kind, ProtocolError, State
+from .protocol import AudioSocketParser, Kind, ProtocolError, State
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,12 @@ class CallMediaBinder(Protocol):
         """
 
 
+class TickHooks(Protocol):
+    """The media engine's clock, as the server sees it."""
+
+    def add_tick_hooks(self, before: Callable[[], None], after: Callable[[], None]) -> None: ...
+
+
 class _Dropped(Exception):
     """The server ends the connection because of what the peer did (or did not do)."""
 
@@ -44,7 +51,8 @@ class _Session(asyncio.Protocol):
 
     Bytes are parsed and dispatched right in `data_received`, called by the event loop:
     at 50 messages a second per call, waking a task for every read would cost more than
-    everything else the connection does. The session's course (UUID, then audio until
+    everything else the connection does. A read that is exactly one more audio message
+    (nearly every read) goes straight to the jitter buffer. The session's course (UUID, then audio until
     either side ends it) is followed by a task of the server that only awaits `attached`
     and `finished`.
     """
@@ -66,14 +74,19 @@ class _Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         server = self._server
-        self.conn = AudioSocketConnection(transport, _peer_name(transport), server._media, server._conversions)
+        self.conn = AudioSocketConnection(transport, _peer_name(transport), server._media, server._lanes)
         self._server._follow(self)
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
-        conn.last_activity = conn._loop.time()
+        conn.last_activity = monotonic()
         if not self._reading:
             return  # the session is ending: what the peer still sends is dropped
+        if not conn._hung_up:
+            pcm = self._parser.audio_payload(data)
+            if pcm is not None:
+                conn.receive_audio(pcm)
+                return
         try:
             frames = self._parser.feed(data)
         except ProtocolError as error:
@@ -90,7 +103,9 @@ class _Session(asyncio.Protocol):
                 code = frame.payload.hex() or "no code"
                 log.warning("AudioSocket %s (%s): Asterisk reports an error (%s)", conn.peer, conn.uuid, code)
             elif frame.kind is not Kind.HANGUP:
-                conn.receive_audio(frame)
+                if frame.kind is not conn.kind:
+                    conn.use_kind(frame.kind)
+                conn.receive_audio(frame.payload)
         if conn.closed or self._parser.state is State.CLOSED:
             self._finish()
 
@@ -111,7 +126,7 @@ class _Session(asyncio.Protocol):
         and dropped until it closes, for at most `grace` seconds.
         """
         self._reading = False
-        self.conn._release()
+        self.conn.release()
         if self._peer_done.done():
             self.conn._hung_up = True  # the peer is gone: nothing to say to it
         else:
@@ -186,6 +201,7 @@ class AudioSocketServer:
         idle_timeout: float = 10.0,
         close_grace: float = 1.0,
         media: MediaSettings = MediaSettings(),
+        clock: TickHooks | None = None,
     ) -> None:
         self._bind = bind
         self.port = port
@@ -195,7 +211,9 @@ class AudioSocketServer:
         self._close_grace = close_grace
         self._media = media
         self._server: asyncio.Server | None = None
-        self._conversions: RateConversions
+        self._lanes = Lanes()
+        if clock is not None:
+            clock.add_tick_hooks(self._lanes.begin_tick, self._lanes.end_tick)
         self._handlers: dict[asyncio.Task[None], AudioSocketConnection] = {}
         self._ended = MediaCounters()
         self.connections = 0
@@ -216,8 +234,7 @@ class AudioSocketServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._conversions = RateConversions(loop)
-        self._conversions.at(AUDIO_RATES[Kind.AUDIO_8K])  # every AudioSocket() call needs it: built now, not mid-call
+        self._lanes.at(Kind.AUDIO_8K)  # every AudioSocket() call needs it: built now, not mid-call
         self._server = await loop.create_server(lambda: _Session(self), self._bind, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("AudioSocket server listening on %s:%d", self._bind, self.port)
@@ -277,10 +294,9 @@ class AudioSocketServer:
     async def _until_finished(self, session: _Session) -> None:
         """Wait for the session's end; drop it once no traffic went either way for too long."""
         conn = session.conn
-        loop = asyncio.get_running_loop()
         while not session.finished.done():
             deadline = conn.last_activity + self._idle_timeout
-            await asyncio.wait((session.finished,), timeout=max(deadline - loop.time(), 0.0))
+            await asyncio.wait((session.finished,), timeout=max(deadline - monotonic(), 0.0))
             if not session.finished.done() and conn.last_activity + self._idle_timeout <= deadline:
                 raise _Dropped(f"no traffic either way for {self._idle_timeout:g} s")
         session.finished.result()

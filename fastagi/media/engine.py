@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -117,6 +117,12 @@ class Room:
 
     def _tick(self) -> None:
         ports = self._ports
+        if len(ports) == 2:  # a call: each party hears the other as it is
+            first, second = ports
+            said = first.pull()
+            first.push(second.pull())
+            second.push(said)
+            return
         if not ports:
             return
         frames = [port.pull() for port in ports]
@@ -129,7 +135,8 @@ class MediaEngine:
 
     Counters: `ticks` (ticks run), `late_ticks` (ticks that started more than
     `LATE_AFTER` after their deadline, plus ticks skipped), `skipped_ticks`,
-    `busy_seconds` (time spent inside `tick`), `errors` (room ticks that raised).
+    `busy_seconds` (time spent inside `tick`), `errors` (room ticks and tick hooks
+    that raised).
     """
 
     def __init__(self) -> None:
@@ -142,6 +149,9 @@ class MediaEngine:
         self.skipped_ticks = 0
         self.busy_seconds = 0.0
         self.errors = 0
+        self._before: tuple[Callable[[], None], ...] = ()
+        self._after: tuple[Callable[[], None], ...] = ()
+        self._failed_hooks: list[Callable[[], None]] = []
 
     @property
     def rooms(self) -> int:
@@ -158,6 +168,15 @@ class MediaEngine:
         self._active = tuple(self._rooms)
         return room
 
+    def add_tick_hooks(self, before: Callable[[], None], after: Callable[[], None]) -> None:
+        """Call `before` as every tick begins and `after` as it ends.
+
+        Ports that move their audio in bulk (every AudioSocket connection of a rate at
+        once) gather it there rather than one port at a time.
+        """
+        self._before += (before,)
+        self._after += (after,)
+
     def room_of(self, port: AudioPort) -> Room | None:
         """The room `port` is in, if any."""
         return self._port_rooms.get(id(port))
@@ -169,6 +188,7 @@ class MediaEngine:
         rooms go on.
         """
         started = time.perf_counter()
+        self._run_hooks(self._before)
         for room in self._active:
             try:
                 room._tick()
@@ -177,8 +197,20 @@ class MediaEngine:
                 if not room._failed:
                     room._failed = True
                     log.exception("media room with %d ports failed a tick", len(room.ports))
+        self._run_hooks(self._after)
         self.ticks += 1
         self.busy_seconds += time.perf_counter() - started
+
+    def _run_hooks(self, hooks: tuple[Callable[[], None], ...]) -> None:
+        """Run each hook; one that raises is logged (once) and counted, and the tick goes on."""
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                self.errors += 1
+                if hook not in self._failed_hooks:
+                    self._failed_hooks.append(hook)
+                    log.exception("media tick hook %r failed", hook)
 
     def start(self) -> None:
         """Run the real-time clock in the running event loop."""
