@@ -10,6 +10,7 @@ one fsync per change.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import asdict, replace
@@ -48,6 +49,31 @@ CREATE TABLE IF NOT EXISTS calls (
     PRIMARY KEY (account, id));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+def database_problem(path: Path) -> str | None:
+    """Why the state could not be kept in `path` (None when it can); creates nothing.
+
+    SQLite only fails on first use, with a bare "unable to open database file": this names the cause.
+    """
+    folder = path.parent
+    if path.is_dir():
+        return f"{path} is a folder, not a database file"
+    if not folder.is_dir():
+        return f"folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):  # SQLite creates its -wal and -shm files beside the database
+        return f"folder {folder} is not writable"
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True)
+        try:
+            db.execute("PRAGMA schema_version")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return f"{path}: {exc}"
+    return None
 
 
 class Store:
