@@ -76,9 +76,20 @@ def database_problem(path: Path) -> str | None:
     return None
 
 
+def _create_owner_only(path: Path) -> None:
+    """Create the database file 0600 if it is not there: it holds chats and SMS. SQLite gives its -wal
+    and -shm files the database file's mode, umask or not; an existing file keeps the mode it has."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        return
+    os.chmod(path, 0o600)  # a umask such as 0277 takes the owner's write bit too
+
+
 class Store:
     def __init__(self, path: Path | str, sync: str = "normal") -> None:
         self.path = str(path)
+        _create_owner_only(Path(path))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
