@@ -24,7 +24,7 @@ from .actions.registry import Action
 from .config import Config, ConfigError, Problem, default_config, load_config
 from .control.client import ControlClient, ControlError
 from .control.protocol import SHOWABLE, Message, RemoteCall, RunAction, Show, Table, table_of
-from .manager.store import database_problem
+from .manager.store import DatabaseInUse, database_problem
 
 log = logging.getLogger("fastagi")
 
@@ -161,7 +161,7 @@ def serve_command(path: str | None) -> int:
     except ImportError as exc:
         log.error("event_loop = %s, but it cannot be loaded (%s): pip install 'skype-fastagi[uvloop]'", config.general.event_loop, exc)
         return 1
-    except OSError as exc:
+    except (OSError, DatabaseInUse) as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0

@@ -156,3 +156,33 @@ def test_a_database_the_gateway_cannot_use_is_a_config_problem(tmp_path: Path, d
     process = start_server(tmp_path, "--config", str(config))
     assert process.wait(10) == 2
     assert (process.stderr.read().decode() if process.stderr else "").splitlines() == [expected]
+
+
+def test_a_second_server_on_the_same_database_refuses_to_start_naming_the_first(tmp_path: Path) -> None:
+    first_port, second_port = free_port(), free_port()
+    body = ACCOUNTS + "[audiosocket]\nport = 0\n"
+    first = start_server(tmp_path, "--config", str(write_config(tmp_path, body, f"port = {first_port}")))
+    try:
+        wait_for_port(first_port, first)
+        other = tmp_path / "other"
+        other.mkdir()
+        config = write_config(other, body, f"port = {second_port}")
+        config.write_text(config.read_text().replace(str(other / "state.db"), str(tmp_path / "state.db")))
+        second = start_server(other, "--config", str(config))
+        try:
+            assert second.wait(10) == 1
+        finally:
+            second.kill()
+        stderr = second.stderr.read().decode() if second.stderr else ""
+        assert f"database {tmp_path / 'state.db'} is in use by another skype-fastagi (pid {first.pid})" in stderr
+        assert agi(first_port, "sms-send?account=alice&sms-number=%2B4915112345678&sms-body=hi").skype()["SKYPE_STATUS"] == "SUCCESS"
+        assert agi(first_port, "get-profile-balance?account=alice").skype()["SKYPE_BALANCE"] == "1040"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(10) == 0
+    third = start_server(tmp_path, "--config", str(write_config(tmp_path, body, f"port = {first_port}")))
+    try:
+        wait_for_port(first_port, third)  # the lock went with the first server
+    finally:
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(10) == 0

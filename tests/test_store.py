@@ -66,4 +66,4 @@ def test_the_database_and_its_wal_files_are_owner_only_whatever_the_umask(tmp_pa
         store.close()
     finally:
         os.umask(before)
-    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
+    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600, "state.db.lock": 0o600}

@@ -10,6 +10,7 @@ one fsync per change.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import time
@@ -86,9 +87,30 @@ def _create_owner_only(path: Path) -> None:
     os.chmod(path, 0o600)  # a umask such as 0277 takes the owner's write bit too
 
 
+class DatabaseInUse(Exception):
+    """Another process holds the database's lock: two writers would each keep their own balances."""
+
+
+def _lock_beside(path: Path) -> int:
+    """Take `PATH.lock` for this process's life (released by closing it, or by the process's end)
+    and write our pid in it; DatabaseInUse names the holder's."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise DatabaseInUse(f"database {path} is in use by another skype-fastagi (pid {holder})") from None
+    os.fchmod(fd, 0o600)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class Store:
     def __init__(self, path: Path | str, sync: str = "normal") -> None:
         self.path = str(path)
+        self._lock = _lock_beside(Path(path))
         _create_owner_only(Path(path))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
@@ -113,6 +135,7 @@ class Store:
     def close(self) -> None:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+        os.close(self._lock)
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._db:  # one transaction, committed on return
