@@ -64,7 +64,6 @@ from fastagi.loopmonitor import LoopMonitor
 from .agi_load import ACTIONS, SUCCESS, WARM_UP, environment, one_session, reply_to
 from .harness import (
     LOAD_CPU,
-    SERVER_CPU,
     Server,
     free_port,
     machine,

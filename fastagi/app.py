@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .actions import ACTIONS  # noqa: F401 - declares every action
-from .actions.context import MediaSettings
+from .actions.context import MIB, MediaSettings
 from .actions.dispatch import Dispatcher
 from .agi.actions import AgiActions
 from .agi.server import AgiServer, AgiServerSettings
@@ -85,7 +85,8 @@ def xmpp_network(config: Config, audio: CallMedia) -> XmppNetwork | None:
     accounts = {name: settings(XmppSettings, section) for name, section in sections.items()}
     voicemail = VoicemailBox(audio, Path(general.media_dir) / "voicemail", int(general.record_rate))
     return XmppNetwork(accounts, Path(general.incoming_dir), audio, voicemail, Timing(general.network_timeout),
-                       ring_timeout=general.ring_timeout, media_timeout=general.media_timeout)
+                       max_file_size=general.max_file_size * MIB, ring_timeout=general.ring_timeout,
+                       media_timeout=general.media_timeout)
 
 
 class Gateway:
@@ -132,7 +133,8 @@ class Gateway:
         self.action_metrics = ActionMetrics() if general.metrics is not None else None
         self.dispatcher = Dispatcher(
             self.manager, self.call_media, general.variable_prefix,
-            MediaSettings(Path(general.media_dir), tuple(Path(p) for p in general.media_path), int(general.record_rate)),
+            MediaSettings(Path(general.media_dir), tuple(Path(p) for p in general.media_path), int(general.record_rate),
+                          general.max_file_size * MIB),
             observers=(self.action_metrics.observe,) if self.action_metrics is not None else (),
         )
         self.agi = AgiServer(settings(AgiServerSettings, general), AgiActions(self.dispatcher))

@@ -21,9 +21,10 @@ from typing import Any, Callable, Coroutine
 from . import __version__, logs
 from .actions import ACTIONS
 from .actions.registry import Action
-from .config import Config, ConfigError, default_config, load_config
+from .config import Config, ConfigError, Problem, default_config, load_config
 from .control.client import ControlClient, ControlError
 from .control.protocol import SHOWABLE, Message, RemoteCall, RunAction, Show, Table, table_of
+from .manager.store import DatabaseInUse, database_problem
 
 log = logging.getLogger("fastagi")
 
@@ -118,32 +119,49 @@ def _name_value(text: str) -> tuple[str, str]:
 
 
 # -- serve, check-config --------------------------------------------------------------
+CONFIG_PROBLEM = 2  # exit status of `serve` and `check-config` for a file that cannot be used
+
+
 def check_config(path: str) -> int:
     try:
-        config = load_config(path)
+        config = usable_config(path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        _print_problems(exc)
         print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        return 1
+        return CONFIG_PROBLEM
     print(f"{path}: OK ({len(config.accounts)} account(s), {len(config.users)} network user(s))")
     return 0
 
 
+def usable_config(path: str | None) -> Config:
+    """The configuration `serve` would run, checked as a file and against what it names on this machine
+    (the database); ConfigError lists every problem."""
+    config = load_config(path) if path else default_config()
+    general = config.general
+    reason = database_problem(Path(general.database))
+    if reason is not None:
+        raise ConfigError([Problem(config.source, general.lines.get("database", 0), f"database: {reason}")])
+    return config
+
+
+def _print_problems(error: ConfigError) -> None:
+    for problem in error.problems:
+        print(problem, file=sys.stderr)
+
+
 def serve_command(path: str | None) -> int:
     try:
-        config = load_config(path) if path else default_config()
+        config = usable_config(path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 1
+        _print_problems(exc)
+        return CONFIG_PROBLEM
     logs.configure(config.general.log_level, sys.stderr)
     try:
         event_loop(config.general.event_loop)(_serve(config))
     except ImportError as exc:
         log.error("event_loop = %s, but it cannot be loaded (%s): pip install 'skype-fastagi[uvloop]'", config.general.event_loop, exc)
         return 1
-    except OSError as exc:
+    except (OSError, DatabaseInUse) as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0
@@ -191,8 +209,7 @@ def _client_command(args: argparse.Namespace, command: ClientCommand) -> int:
         with ControlClient(path) as client:
             return command(client, args)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        _print_problems(exc)
     except ControlError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
     except KeyboardInterrupt:

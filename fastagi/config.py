@@ -150,6 +150,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("media_dir", path, Path("media"), "folder for relative WAV names"),
         Key("media_path", path, None, "another folder where absolute WAV names are allowed; repeatable", True),
         Key("incoming_dir", path, Path("incoming"), "folder where received files are stored, one subfolder per account"),
+        Key("max_file_size", int_in(1, 1_000_000), 100, "largest file, MiB, that file-send sends and an XMPP account receives"),
         Key("variable_prefix", matching(r"^[A-Z][A-Z0-9_]{0,30}$", "an upper-case variable prefix"), "SKYPE_", "prefix of every channel variable set"),
         Key("log_level", one_of("debug", "info", "warning", "error"), "info", "debug | info | warning | error"),
         Key("event_loop", one_of("asyncio", "uvloop"), "asyncio", "asyncio | uvloop (faster; needs pip install 'skype-fastagi[uvloop]')"),

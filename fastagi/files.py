@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
+
+
+async def copy_incoming(folder: Path, file_name: str, source: Path) -> Path:
+    """`store_incoming` in a worker thread: a large file must not hold up every other session."""
+    return await asyncio.to_thread(store_incoming, folder, file_name, source)
 
 
 def store_incoming(folder: Path, file_name: str, source: Path) -> Path:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
 from conftest import Recorder, running_gateway, run
 from doubles.asterisk_agi import FakeAsterisk
+import fastagi.files
 from fastagi.actions import ACTIONS
 
 
@@ -269,6 +273,50 @@ def test_file_send_copies_into_receiver_folder(tmp_path: Path) -> None:
             climbing = await agi(gw, "file-send?account=alice&user-name=bob&file=../secret.txt")
             assert climbing.skype()["SKYPE_ERROR"] == "invalid-argument"
             assert sorted(p.name for p in (tmp_path / "incoming" / "bob").iterdir()) == ["report (2).txt", "report.txt"]
+    run(body())
+
+
+def test_other_sessions_are_answered_while_file_send_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copying, release, copied = threading.Event(), threading.Event(), threading.Event()
+    copy = shutil.copyfileobj
+
+    def slow_copy(source, target, *args):  # type: ignore[no-untyped-def]  # a large file on a slow disk
+        copying.set()
+        release.wait(5)
+        copy(source, target, *args)
+        copied.set()
+
+    monkeypatch.setattr(fastagi.files.shutil, "copyfileobj", slow_copy)
+
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            (tmp_path / "media" / "big.bin").write_bytes(b"x" * 100_000)
+            sending = asyncio.ensure_future(agi(gw, "file-send?account=alice&user-name=bob&file=big.bin"))
+            while not copying.is_set():
+                await asyncio.sleep(0.01)
+            balance = await agi(gw, "get-profile-balance?account=alice")
+            assert balance.skype()["SKYPE_BALANCE"] == "1050"
+            assert not copied.is_set()  # answered while the copy was still running
+            release.set()
+            assert (await sending).skype()["SKYPE_STATUS"] == "SUCCESS"
+            assert (tmp_path / "incoming" / "bob" / "big.bin").read_bytes() == b"x" * 100_000
+    try:
+        run(body())
+    finally:
+        release.set()
+
+
+def test_file_send_refuses_a_file_over_max_file_size(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_gateway(tmp_path, general="max_file_size = 1") as gw:
+            (tmp_path / "media" / "limit.bin").write_bytes(b"x" * 1024 * 1024)
+            (tmp_path / "media" / "over.bin").write_bytes(b"x" * (1024 * 1024 + 1))
+            over = await agi(gw, "file-send?account=alice&user-name=bob&file=over.bin")
+            assert (over.skype()["SKYPE_ERROR"], over.skype()["SKYPE_ERROR_TEXT"]) == (
+                "invalid-argument", "over.bin is 1048577 bytes, over max_file_size (1 MiB)")
+            limit = await agi(gw, "file-send?account=alice&user-name=bob&file=limit.bin")
+            assert limit.skype()["SKYPE_STATUS"] == "SUCCESS"
+            assert sorted(p.name for p in (tmp_path / "incoming" / "bob").iterdir()) == ["limit.bin"]
     run(body())
 
 

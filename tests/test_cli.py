@@ -109,7 +109,7 @@ def test_check_config_reports_every_problem(tmp_path: Path) -> None:
     bad.write_text("[general]\nport = 0\nbind = \nfoo = 1\n[alice]\ntype = account\nauth_policy = maybe\n[alice]\ntype = account\n[ami]\nenabled = yes\n")
     result = subprocess.run([*COMMAND, "check-config", str(bad)], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert f"{bad}:2: port: 0 is outside 1..65535" in lines
     assert f"{bad}:3: bind: '' is not a host name or address" in lines
@@ -128,7 +128,61 @@ def test_serve_refuses_a_bad_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.conf"
     bad.write_text("[alice]\ntype = account\nbalance = lots\n")
     process = start_server(tmp_path, "--config", str(bad))
-    assert process.wait(10) == 1
+    assert process.wait(10) == 2
     assert f"{bad}:3: balance: 'lots' is not a whole number" in (process.stderr.read().decode() if process.stderr else "")
 
 
+
+
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, "check-config", str(path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+
+@pytest.mark.parametrize("database, reason", [
+    ("{tmp}/no/such/dir/x.db", "folder {tmp}/no/such/dir does not exist"),
+    ("{tmp}", "{tmp} is a folder, not a database file"),
+    ("{tmp}/notes.txt", "{tmp}/notes.txt: file is not a database"),
+])
+def test_a_database_the_gateway_cannot_use_is_a_config_problem(tmp_path: Path, database: str, reason: str) -> None:
+    (tmp_path / "notes.txt").write_text("not SQLite, but long enough to have a header " * 4)
+    config = write_config(tmp_path, ACCOUNTS)
+    setting = f"database = {database.format(tmp=tmp_path)}"
+    config.write_text(config.read_text().replace(f"database = {tmp_path / 'state.db'}", setting))
+    line = config.read_text().splitlines().index(setting) + 1
+    expected = f"{config}:{line}: database: {reason.format(tmp=tmp_path)}"
+    checked = check_config(config)
+    assert (checked.returncode, checked.stderr.splitlines()) == (2, [expected, f"{config}: 1 problem(s)"])
+    process = start_server(tmp_path, "--config", str(config))
+    assert process.wait(10) == 2
+    assert (process.stderr.read().decode() if process.stderr else "").splitlines() == [expected]
+
+
+def test_a_second_server_on_the_same_database_refuses_to_start_naming_the_first(tmp_path: Path) -> None:
+    first_port, second_port = free_port(), free_port()
+    body = ACCOUNTS + "[audiosocket]\nport = 0\n"
+    first = start_server(tmp_path, "--config", str(write_config(tmp_path, body, f"port = {first_port}")))
+    try:
+        wait_for_port(first_port, first)
+        other = tmp_path / "other"
+        other.mkdir()
+        config = write_config(other, body, f"port = {second_port}")
+        config.write_text(config.read_text().replace(str(other / "state.db"), str(tmp_path / "state.db")))
+        second = start_server(other, "--config", str(config))
+        try:
+            assert second.wait(10) == 1
+        finally:
+            second.kill()
+        stderr = second.stderr.read().decode() if second.stderr else ""
+        assert f"database {tmp_path / 'state.db'} is in use by another skype-fastagi (pid {first.pid})" in stderr
+        assert agi(first_port, "sms-send?account=alice&sms-number=%2B4915112345678&sms-body=hi").skype()["SKYPE_STATUS"] == "SUCCESS"
+        assert agi(first_port, "get-profile-balance?account=alice").skype()["SKYPE_BALANCE"] == "1040"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(10) == 0
+    third = start_server(tmp_path, "--config", str(write_config(tmp_path, body, f"port = {first_port}")))
+    try:
+        wait_for_port(first_port, third)  # the lock went with the first server
+    finally:
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(10) == 0

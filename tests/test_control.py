@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
+import logging
 import os
 import socket
 import stat
@@ -327,6 +329,29 @@ def test_bad_requests_get_an_error_line(tmp_path: Path) -> None:
             assert await reader.read() == b""  # unreadable input ends the connection
             writer.close()
     run(body())
+
+
+@pytest.mark.parametrize("line, error", [
+    (b"[" * 1_000_000, "not a request: JSON nested too deeply"),
+    (b'{"request": "show", "what": "accounts", "n": ' + b"9" * 5000 + b"}", "not a request: a number too long"),
+])
+def test_hostile_json_is_answered_with_an_error_and_one_log_line(
+        tmp_path: Path, line: bytes, error: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (_, server):
+            reader, writer = await asyncio.open_unix_connection(str(server.path))
+            writer.write(line + b"\n")
+            assert json.loads(await reader.readline()) == {"ok": False, "error": error}
+            assert await reader.read() == b""
+            writer.close()
+            await asyncio.sleep(0.05)  # a task exception would be reported when the task is collected
+            gc.collect()
+    caplog.set_level("DEBUG")
+    run(body())
+    gc.collect()
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.levelname, r.getMessage(), r.exc_info) for r in records] == [
+        ("fastagi.control", "WARNING", f"control connection dropped: {error}", None)]
 
 
 # -- the protocol core -------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,16 @@ def test_remembered_contacts_and_open_chats_follow_every_change(tmp_path: Path) 
     reopened = Store(path)
     assert reopened.open_chat("alice", "bob") == "#alice/$bob;2"
     assert reopened.contact("alice", "bob") == Contact(blocked=True)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o277])
+def test_the_database_and_its_wal_files_are_owner_only_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    before = os.umask(umask)
+    try:
+        store = Store(tmp_path / "state.db")
+        store.add_sms("alice", "+4915112345678", "private", "SENT", 10)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        store.close()
+    finally:
+        os.umask(before)
+    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600, "state.db.lock": 0o600}

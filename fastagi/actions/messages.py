@@ -37,4 +37,5 @@ async def sms_send(ctx: ActionContext, sms_number: str, sms_body: str) -> None:
         errors=(errors.FILE_MISSING, errors.UNKNOWN_USER, errors.NOT_AUTHORIZED), needs=Feature.FILES)
 async def file_send(ctx: ActionContext, user_name: str, file: str) -> None:
     source = ctx.media.resolve(file, must_exist=True)
+    ctx.media.check_size(file, source)
     await ctx.manager.deliveries.send_file(ctx.account, user_name, source)

@@ -58,6 +58,10 @@ def _decode(line: bytes) -> Message:
         message = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("not a request: JSON nested too deeply") from None
+    except ValueError:  # json's int() refuses numbers of more than 4,300 digits
+        raise ProtocolError("not a request: a number too long") from None
     if not isinstance(message, dict):
         raise ProtocolError("a message is a JSON object")
     return message

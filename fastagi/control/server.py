@@ -125,6 +125,7 @@ class ControlServer:
                         await self._follow(stream, reader, writer)
                         return
         except ProtocolError as exc:
+            log.warning("control connection dropped: %s", exc)
             writer.write(encode(error_reply(str(exc))))
         except OSError as exc:
             log.debug("control connection lost: %s", exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..files import store_incoming
+from ..files import copy_incoming
 from ..model import errors
 from ..model.calls import Call
 from ..model.errors import SkypeError
@@ -65,11 +65,11 @@ class Deliveries:
                                               str(source)))
         return transfer_id
 
-    def file_received(self, account: str, sender: str, file_name: str, source: Path) -> None:
+    async def file_received(self, account: str, sender: str, file_name: str, source: Path) -> None:
         """Keep a copy of a file `sender` sent, in the account's incoming folder (never overwriting)."""
         if self._contacts.is_blocked(account, sender):
             raise SkypeError(errors.NOT_AUTHORIZED, f"{account} does not accept files from {sender}")
-        stored = store_incoming(self._incoming_dir / account, file_name, source)
+        stored = await copy_incoming(self._incoming_dir / account, file_name, source)
         transfer_id = self._store.add_transfer(account, sender, stored.name, str(stored), "COMPLETED", "incoming")
         self._bus.publish(FileTransferChanged(account, transfer_id, sender, stored.name, "COMPLETED", "incoming",
                                               str(stored)))

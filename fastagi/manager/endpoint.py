@@ -43,8 +43,8 @@ class AccountEndpoint:
                         blocked: bool | None = None) -> None:
         self._contacts.contact_changed(self.account, handle, buddy=buddy, authorized=authorized, blocked=blocked)
 
-    def file(self, sender: str, file_name: str, source: Path) -> None:
-        self._deliveries.file_received(self.account, sender, file_name, source)
+    async def file(self, sender: str, file_name: str, source: Path) -> None:
+        await self._deliveries.file_received(self.account, sender, file_name, source)
 
     def incoming_call(self, caller: str) -> int:
         return self._calls.incoming(self.account, caller)

@@ -10,6 +10,8 @@ one fsync per change.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import time
 from dataclasses import asdict, replace
@@ -50,9 +52,66 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 
 
+def database_problem(path: Path) -> str | None:
+    """Why the state could not be kept in `path` (None when it can); creates nothing.
+
+    SQLite only fails on first use, with a bare "unable to open database file": this names the cause.
+    """
+    folder = path.parent
+    if path.is_dir():
+        return f"{path} is a folder, not a database file"
+    if not folder.is_dir():
+        return f"folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):  # SQLite creates its -wal and -shm files beside the database
+        return f"folder {folder} is not writable"
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True)
+        try:
+            db.execute("PRAGMA schema_version")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return f"{path}: {exc}"
+    return None
+
+
+def _create_owner_only(path: Path) -> None:
+    """Create the database file 0600 if it is not there: it holds chats and SMS. SQLite gives its -wal
+    and -shm files the database file's mode, umask or not; an existing file keeps the mode it has."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        return
+    os.chmod(path, 0o600)  # a umask such as 0277 takes the owner's write bit too
+
+
+class DatabaseInUse(Exception):
+    """Another process holds the database's lock: two writers would each keep their own balances."""
+
+
+def _lock_beside(path: Path) -> int:
+    """Take `PATH.lock` for this process's life (released by closing it, or by the process's end)
+    and write our pid in it; DatabaseInUse names the holder's."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise DatabaseInUse(f"database {path} is in use by another skype-fastagi (pid {holder})") from None
+    os.fchmod(fd, 0o600)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class Store:
     def __init__(self, path: Path | str, sync: str = "normal") -> None:
         self.path = str(path)
+        self._lock = _lock_beside(Path(path))
+        _create_owner_only(Path(path))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -76,6 +135,7 @@ class Store:
     def close(self) -> None:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+        os.close(self._lock)
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._db:  # one transaction, committed on return

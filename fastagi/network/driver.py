@@ -49,8 +49,8 @@ class Endpoint(Protocol):
                         blocked: bool | None = None) -> None:
         """The network's own contact or block list says this of `handle` now (a live network keeps them)."""
 
-    def file(self, sender: str, file_name: str, source: Path) -> None:
-        """`sender` sends a file; the endpoint stores its own copy."""
+    async def file(self, sender: str, file_name: str, source: Path) -> None:
+        """`sender` sends a file; the endpoint stores its own copy (off the event loop)."""
 
     def incoming_call(self, caller: str) -> int:
         """A call arrives from `caller`; returns the local call id (SkypeError when refused)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..background import Background
-from ..files import store_incoming
+from ..files import copy_incoming
 from ..model import errors
 from ..model.audio import SILENCE, AudioPort, EchoPort, SilentPort
 from ..model.calls import Call, CallEvent
@@ -244,9 +244,9 @@ class EmbeddedNetwork:
         self._require(handle)
         endpoint = self._endpoints.get(handle)
         if endpoint is not None:
-            endpoint.file(account, file_name, source)
+            await endpoint.file(account, file_name, source)
         else:
-            store_incoming(self.incoming_dir / handle, file_name, source)
+            await copy_incoming(self.incoming_dir / handle, file_name, source)
 
     # -- calls -----------------------------------------------------------------
     async def place_call(self, call: Call) -> None:

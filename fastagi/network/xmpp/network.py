@@ -205,7 +205,7 @@ class XmppNetwork:
             partial.flush()
             log.info("XMPP account %s: received %s from %s (%d bytes)", account, name, sender, size)
             try:
-                self._endpoints[account].file(sender, name, Path(partial.name))
+                await self._endpoints[account].file(sender, name, Path(partial.name))
             except SkypeError as refused:
                 log.info("XMPP account %s: file from %s refused: %s", account, sender, refused.text)
 
