@@ -24,7 +24,7 @@ from typing import Sequence
 SERVER_CPU, LOAD_CPU = 0, 1
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
-GATEWAY_CONFIG = """
+GENERAL = """
 [general]
 bind = 127.0.0.1
 port = {port}
@@ -36,11 +36,14 @@ max_connections = 4096
 {extra}
 [audiosocket]
 port = {audio_port}
-[alice]
-type = account
-[bob]
-type = user
 """
+"""A benchmarked gateway's own files in `folder`, its listeners on free ports (never a running gateway's defaults)."""
+EMBEDDED = "[alice]\ntype = account\n[bob]\ntype = user\n"
+
+
+def gateway_config(port: int, folder: Path | str, extra: str = "", sections: str = EMBEDDED) -> str:
+    """A benchmarked gateway's configuration: `extra` lines of [general], then `sections` (accounts, users, [ami])."""
+    return GENERAL.format(port=port, folder=folder, extra=extra, audio_port=free_port()) + sections
 
 
 def pin(cpu: int) -> None:
@@ -104,7 +107,7 @@ class Server:
         port = free_port()
         config = folder / "gateway.conf"
         # (AudioSocket on a free port too: its default one may be another gateway's on this machine)
-        config.write_text(GATEWAY_CONFIG.format(port=port, audio_port=free_port(), folder=folder, extra=extra))
+        config.write_text(gateway_config(port, folder, extra))
         argv = [sys.executable, "-m", "fastagi", "serve", "--config", str(config)]
         return cls.start(argv, port, folder / "gateway.log")
 

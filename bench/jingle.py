@@ -38,7 +38,10 @@ from typing import Any
 import numpy as np
 
 from .agi_load import one_session
-from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, percentile, pin, process_cpu_seconds, raise_file_limit
+from .harness import (
+    LOAD_CPU, SERVER_CPU, Server, free_port, gateway_config, percentile, pin, process_cpu_seconds, raise_file_limit,
+)
+from .xmpp import XMPP_ACCOUNT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from xmpp.callpeer import EchoTrack, ToneTrack, call_peer, prefer  # noqa: E402 - the tests' independent phone
@@ -47,27 +50,6 @@ from xmpp.server import Prosody  # noqa: E402 - the tests' throwaway server
 TONE_HZ = 440.0
 SETTLE = 3.0  # seconds after the calls are up before measuring: ICE, DTLS and the echo's first frames
 SILENT_DBFS = -40.0  # a 20 ms frame quieter than this, inside the echoed tone, came late or never
-GATEWAY = """
-[general]
-bind = 127.0.0.1
-port = {port}
-database = {folder}/state.db
-media_dir = {folder}
-incoming_dir = {folder}
-control_socket = {folder}/control.sock
-record_rate = 16000
-metrics = 127.0.0.1:{metrics}
-[audiosocket]
-port = 0
-[alice]
-type = account
-network = xmpp
-jid = alice@localhost
-password = secret
-xmpp_server = 127.0.0.1
-xmpp_port = {c2s}
-xmpp_ca_file = {ca}
-"""
 
 
 # -- the AGI side --------------------------------------------------------------------------------
@@ -135,8 +117,9 @@ async def gateway_calls(server: Prosody, calls: int, seconds: float, codec: str)
     with wave.open(str(folder / "tone.wav"), "wb") as out:
         out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000), out.writeframes(tone.tobytes())
     port, metrics = free_port(), free_port()
-    (folder / "gateway.conf").write_text(GATEWAY.format(port=port, folder=folder, metrics=metrics,
-                                                        c2s=server.c2s_port, ca=server.ca_file))
+    (folder / "gateway.conf").write_text(gateway_config(
+        port, folder, f"record_rate = 16000\nmetrics = 127.0.0.1:{metrics}",
+        XMPP_ACCOUNT.format(c2s=server.c2s_port, ca=server.ca_file)))
     peers = PeersProcess("xmpp", server, calls, codec)
     gateway = Server.start([sys.executable, "-m", "fastagi", "serve", "--config", str(folder / "gateway.conf")],
                            port, folder / "gateway.log")

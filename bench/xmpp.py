@@ -31,28 +31,12 @@ import slixmpp
 from slixmpp.plugins.xep_0198.stanza import RequestAck
 
 from .agi_load import Measured, Target, offer_load
-from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, percentile, pin, raise_file_limit
+from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, gateway_config, percentile, pin, raise_file_limit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from xmpp.server import Prosody  # noqa: E402 - the tests' throwaway server
 
-GATEWAY = """
-[general]
-bind = 127.0.0.1
-port = {port}
-database = {folder}/state.db
-media_dir = {folder}
-incoming_dir = {folder}
-control_socket = {folder}/control.sock
-max_connections = 4096
-[ami]
-enabled = yes
-port = {ami_port}
-username = bench
-secret = bench
-[audiosocket]
-port = 0
-[alice]
+XMPP_ACCOUNT = """[alice]
 type = account
 network = xmpp
 jid = alice@localhost
@@ -61,6 +45,7 @@ xmpp_server = 127.0.0.1
 xmpp_port = {c2s}
 xmpp_ca_file = {ca}
 """
+AMI = "[ami]\nenabled = yes\nport = {ami_port}\nusername = bench\nsecret = bench\n"
 BODY = "Hello from the PBX"
 
 
@@ -207,8 +192,9 @@ async def run(args: argparse.Namespace) -> None:
         ami_port = await ami.start()
         with tempfile.TemporaryDirectory() as folder:
             port = free_port()
-            (Path(folder) / "gateway.conf").write_text(GATEWAY.format(
-                port=port, folder=folder, ami_port=ami_port, c2s=server.c2s_port, ca=server.ca_file))
+            (Path(folder) / "gateway.conf").write_text(gateway_config(
+                port, folder, sections=AMI.format(ami_port=ami_port) + XMPP_ACCOUNT.format(c2s=server.c2s_port,
+                                                                                            ca=server.ca_file)))
             gateway = Server.start([sys.executable, "-m", "fastagi", "serve", "--config", f"{folder}/gateway.conf"],
                                    port, Path(folder) / "gateway.log")
             try:
