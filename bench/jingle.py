@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import platform
 import sys
 import tempfile
 import time
@@ -39,9 +38,9 @@ import numpy as np
 
 from .agi_load import one_session
 from .harness import (
-    LOAD_CPU, SERVER_CPU, Server, free_port, gateway_config, percentile, pin, process_cpu_seconds, raise_file_limit,
+    LOAD_CPU, SERVER_CPU, Server, free_port, gateway_config, machine, percentile, pin, process_cpu_seconds,
 )
-from .xmpp import XMPP_ACCOUNT
+from .xmpp import XMPP_ACCOUNT, throwaway_prosody
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from xmpp.callpeer import EchoTrack, ToneTrack, call_peer, prefer  # noqa: E402 - the tests' independent phone
@@ -277,16 +276,9 @@ def bare_pair(calls: int, seconds: float, codec: str) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    pin(LOAD_CPU)
-    raise_file_limit()
-    server = Prosody()
-    server.start()
-    try:
-        for user in ["alice", *(f"echo{i}" for i in range(max(args.calls)))]:
-            server.register(user, "secret")
-        print(f"machine: {platform.machine()}, {multiprocessing.cpu_count()} cores, Linux {platform.release()}, "
-              f"Python {platform.python_version()}; gateway (and its media worker) and the baseline on core "
-              f"{SERVER_CPU}, Prosody and the echo peers on core {LOAD_CPU}; {args.codec}, {args.seconds:g} s per step")
+    with throwaway_prosody(["alice", *(f"echo{i}" for i in range(max(args.calls)))]) as server:
+        print(f"{machine()}; the gateway's media worker and the baseline's callers on core {SERVER_CPU}, Prosody and "
+              f"the echo peers on core {LOAD_CPU}; {args.codec}, {args.seconds:g} s per step")
         print(f"{'calls':>5}  {'gw %core/call':>13}  {'late/missing':>12}  {'loop lag max ms':>15}  "
               f"{'AGI p50/p99 ms':>14}  {'bare %core/call':>15}  {'missing':>7}  {'calls/core ratio':>16}")
         for calls in args.calls:
@@ -295,8 +287,6 @@ async def run(args: argparse.Namespace) -> None:
             print(f"{calls:>5}  {gw['cpu'] * 100:>13.2f}  {gw['late'] * 100:>11.2f}%  {gw['lag'] * 1000:>15.1f}  "
                   f"{gw['agi_p50'] * 1000:>6.1f}/{gw['agi_p99'] * 1000:<7.1f}  {bare['cpu'] * 100:>15.2f}  "
                   f"{bare['missing'] * 100:>6.2f}%  {bare['cpu'] / gw['cpu']:>16.2f}")
-    finally:
-        server.remove()
 
 
 def main() -> None:

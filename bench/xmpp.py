@@ -21,17 +21,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import platform
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import slixmpp
 from slixmpp.plugins.xep_0198.stanza import RequestAck
 
 from .agi_load import Measured, Target, offer_load
-from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, gateway_config, percentile, pin, raise_file_limit
+from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, gateway_config, machine, percentile, pin, raise_file_limit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from xmpp.server import Prosody  # noqa: E402 - the tests' throwaway server
@@ -180,14 +181,23 @@ async def delays(server: Prosody, ami: AmiPort, rate: float, seconds: float) -> 
     return [ami.arrived[body] - began for body, began in sent.items() if body in ami.arrived]
 
 
-async def run(args: argparse.Namespace) -> None:
+@contextmanager
+def throwaway_prosody(users: Iterable[str]) -> Iterator[Prosody]:
+    """A Prosody beside this process (on the load core) with `users` (password secret), removed afterwards."""
     pin(LOAD_CPU)
     raise_file_limit()
     server = Prosody()
     server.start()
     try:
-        for user in ("alice", "bob", "carol"):
+        for user in users:
             server.register(user, "secret")
+        yield server
+    finally:
+        server.remove()
+
+
+async def run(args: argparse.Namespace) -> None:
+    with throwaway_prosody(("alice", "bob", "carol")) as server:
         ami = AmiPort()
         ami_port = await ami.start()
         with tempfile.TemporaryDirectory() as folder:
@@ -200,8 +210,7 @@ async def run(args: argparse.Namespace) -> None:
             try:
                 await asyncio.sleep(1.0)  # the account logs in
                 receiver = await Client(server, "bob").online(server.c2s_port)  # keeps bob online: no offline storage
-                print(f"machine: {platform.machine()}, {multiprocessing.cpu_count()} cores, Linux {platform.release()}, "
-                      f"Python {platform.python_version()}; gateway on core {SERVER_CPU}, Prosody and load on core {LOAD_CPU}")
+                print(machine())
                 print(f"{'in flight':>9}  {'gateway/s':>10}  {'p99 ms':>7}  {'failed':>6}  {'µs/msg':>7}  "
                       f"{'bare client/s':>13}  {'µs/msg':>7}  {'ratio':>5}")
                 script = f"chatmessage-send?account=alice&user-name=bob@localhost&message-body={BODY.replace(' ', '%20')}"
@@ -221,8 +230,6 @@ async def run(args: argparse.Namespace) -> None:
                       f"p99 {percentile(seen, 0.99) * 1000:.1f} ms, max {max(seen) * 1000:.1f} ms, {lost} not arrived")
             finally:
                 gateway.stop()
-    finally:
-        server.remove()
 
 
 def main() -> None:

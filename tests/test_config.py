@@ -22,11 +22,16 @@ ACCOUNT = "[alice]\ntype = account\n"
      "[ami] incoming_media = audiosocket needs [audiosocket] enabled = yes"),
 ])
 def test_settings_that_would_break_the_dialplan_are_refused(tmp_path: Path, section: str, line: int, reason: str) -> None:
-    path = tmp_path / "gateway.conf"
-    path.write_text(section + ACCOUNT)
+    assert problems(tmp_path, section + ACCOUNT) == [f"{tmp_path / 'gateway.conf'}:{line}: {reason}"]
+
+
+def problems(folder: Path, text: str) -> list[str]:
+    """What loading a configuration file of `text` refuses, as printed."""
+    path = folder / "gateway.conf"
+    path.write_text(text)
     with pytest.raises(ConfigError) as refused:
         load_config(path)
-    assert [str(problem) for problem in refused.value.problems] == [f"{path}:{line}: {reason}"]
+    return [str(problem) for problem in refused.value.problems]
 
 
 def test_settings_are_built_from_the_sections_once_checked(tmp_path: Path) -> None:
@@ -58,18 +63,11 @@ XMPP = "[alice]\ntype = account\nnetwork = xmpp\n"
      "call_policy: 'friends' is not one of anyone, contacts"),
 ])
 def test_xmpp_account_keys_are_checked_with_file_and_line(tmp_path: Path, keys: str, line: int, reason: str) -> None:
-    path = tmp_path / "gateway.conf"
-    path.write_text(XMPP + keys)
-    with pytest.raises(ConfigError) as refused:
-        load_config(path)
-    assert [str(problem) for problem in refused.value.problems] == [f"{path}:{line}: {reason}"]
+    assert problems(tmp_path, XMPP + keys) == [f"{tmp_path / 'gateway.conf'}:{line}: {reason}"]
 
 
 def test_xmpp_keys_on_an_embedded_account_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "gateway.conf"
-    path.write_text(ACCOUNT + "jid = alice@example.org\nstun_server = stun.example.org:3478\n")
-    with pytest.raises(ConfigError) as refused:
-        load_config(path)
-    assert [str(problem) for problem in refused.value.problems] == [
+    assert problems(tmp_path, ACCOUNT + "jid = alice@example.org\nstun_server = stun.example.org:3478\n") == [
         f"{path}:3: jid: [alice] is not on the xmpp network (network = xmpp)",
         f"{path}:4: stun_server: [alice] is not on the xmpp network (network = xmpp)"]

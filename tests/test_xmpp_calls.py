@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import wave
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -205,12 +207,18 @@ def heard_tone(pcm: bytes, freq: float) -> bool:
     return len(samples) > 8000 and abs(dominant(samples, 16000) - freq) < 5 and rms_dbfs(samples) > -20
 
 
+async def echo_call(tmp_path: Path, dial: Dialplan, rec: Recorder, peer, seconds: float) -> str:  # type: ignore[no-untyped-def]
+    """alice calls the peer and it answers: the call's id, and a 500 Hz WAV `t500.wav` of `seconds` ready to play."""
+    write_tone(tmp_path / "media" / "t500.wav", 500, seconds)
+    out = (await dial("alice", "call-start", user_name=peer.boundjid.bare))["SKYPE_CALL_ID"]
+    await rec.status("alice", out, "INPROGRESS", timeout=10)
+    return out
+
+
 def test_a_peer_that_echoes_returns_the_tone_played_into_the_call(prosody: Prosody, tmp_path: Path) -> None:
     async def body() -> None:
         async with account_and_peer(tmp_path, prosody, on_call="echo") as (gw, dial, rec, alice, peer):
-            write_tone(tmp_path / "media" / "t500.wav", 500, 4)
-            out = (await dial("alice", "call-start", user_name=peer.boundjid.bare))["SKYPE_CALL_ID"]
-            await rec.status("alice", out, "INPROGRESS", timeout=10)
+            out = await echo_call(tmp_path, dial, rec, peer, 4)
             assert peer.events[:2] == ["propose", "session-initiate"]
             await dial("alice", "call-set-output-file", call_id=out, file_name="echo.wav")
             await dial("alice", "call-set-input-file", call_id=out, file_name="t500.wav")
@@ -425,13 +433,8 @@ def test_a_conference_of_two_xmpp_contacts_mixed_by_the_gateway(prosody: Prosody
 
 def test_an_rtp_flood_at_the_calls_ports_costs_the_call_nothing(prosody: Prosody, tmp_path: Path) -> None:
     async def body() -> None:
-        import os
-        import socket
-
         async with account_and_peer(tmp_path, prosody, on_call="echo") as (gw, dial, rec, alice, peer):
-            write_tone(tmp_path / "media" / "t500.wav", 500, 8)
-            out = (await dial("alice", "call-start", user_name=peer.boundjid.bare))["SKYPE_CALL_ID"]
-            await rec.status("alice", out, "INPROGRESS", timeout=10)
+            out = await echo_call(tmp_path, dial, rec, peer, 8)
             [initiate] = [j for j in peer.jingles if j.get("action") == "session-initiate"]
             ports = {(c.get("ip"), int(c.get("port"))) for c in initiate.iter("{urn:xmpp:jingle:transports:ice-udp:1}candidate")
                      if ":" not in c.get("ip")}  # the worker's own (IPv4) addresses
