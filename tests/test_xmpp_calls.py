@@ -220,6 +220,9 @@ def test_a_peer_that_echoes_returns_the_tone_played_into_the_call(prosody: Proso
         async with account_and_peer(tmp_path, prosody, on_call="echo") as (gw, dial, rec, alice, peer):
             out = await echo_call(tmp_path, dial, rec, peer, 4)
             assert peer.events[:2] == ["propose", "session-initiate"]
+            moved = await dial("alice", "call-transfer", call_id=out, user_name="dave@localhost")
+            assert (moved["SKYPE_ERROR"], moved["SKYPE_ERROR_TEXT"]) == (
+                "not_supported", "alice is on the xmpp network, which has no call transfer")
             await dial("alice", "call-set-output-file", call_id=out, file_name="echo.wav")
             await dial("alice", "call-set-input-file", call_id=out, file_name="t500.wav")
             await asyncio.sleep(3)
