@@ -179,12 +179,12 @@ def test_an_asterisk_channel_bridged_over_audiosocket_talks_to_the_xmpp_user(pro
 # -- against an independent peer (slixmpp and aiortc, its own Jingle) -----------------------------
 @asynccontextmanager
 async def account_and_peer(tmp_path: Path, server: Prosody, account: dict[str, str] | None = None, general: str = "",
-                           **behaviour) -> AsyncIterator:  # type: ignore[no-untyped-def]
+                           sections: str = "", **behaviour) -> AsyncIterator:  # type: ignore[no-untyped-def]
     from xmpp.callpeer import call_peer
 
     alice = server.register(unique("alice"), "secret")
     peer = await call_peer(server, unique("carol"), **behaviour)
-    section = xmpp_account(server, "alice", alice, **(account or {}))
+    section = xmpp_account(server, "alice", alice, **(account or {})) + sections
     async with running_gateway(tmp_path, section, f"record_rate = 16000\nring_timeout = 4\n{general}") as gw:
         rec = Recorder(gw.bus)
         await rec.wait(lambda e: e.kind == "AccountStatus" and e.fields["Status"] == "ONLINE", 10)
@@ -458,4 +458,40 @@ def test_an_rtp_flood_at_the_calls_ports_costs_the_call_nothing(prosody: Prosody
         rate, heard = read_wav(tmp_path / "media" / "echo.wav")
         middle = heard[int(0.5 * rate):int(1.8 * rate)]
         assert abs(dominant(middle, rate) - 500) < 5 and rms_dbfs(middle) > -20
+    run(body())
+
+
+def test_a_contacts_call_is_originated_into_the_dialplan_and_taken_there(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        from doubles.ami_server import AmiServer
+
+        ami = AmiServer()
+        await ami.start()
+        sections = (f"\n[ami]\nenabled = yes\nport = {ami.port}\nusername = skype\nsecret = skypesecret\n"
+                    "incoming_media = audiosocket\n")
+        try:
+            async with account_and_peer(tmp_path, prosody, sections=sections, voice=880) as (gw, dial, rec, alice, peer):
+                peer.call(alice)
+                incoming = await ringing(rec, "alice")
+                await until(lambda: ami.actions("Originate"))
+                [originate] = ami.actions("Originate")
+                variables = dict(originate.variables())
+                call_uuid = gw.manager.calls.live[int(incoming)].uuid
+                assert (variables["SKYPE_ACCOUNT"], variables["SKYPE_CALLER"], variables["SKYPE_CALL_ID"]) == (
+                    "alice", peer.boundjid.bare, incoming)
+                assert originate.get("Channel") == f"AudioSocket/127.0.0.1:{gw.audiosocket.port}/{call_uuid}/c(slin16)"
+                assert (originate.get("Context"), originate.get("Exten")) == ("skype-incoming", "alice")
+                assert (await dial("alice", "call-answer", call_id=incoming))["SKYPE_STATUS"] == "SUCCESS"
+                await rec.status("alice", incoming, "INPROGRESS", timeout=10)
+                await asyncio.wait_for(peer.connected.wait(), 10)
+                peer.hang_up()
+                await rec.status("alice", incoming, "FINISHED", timeout=10)
+
+                def statuses() -> list[tuple[str, str]]:
+                    return [(e.get("Status"), e.get("Partner")) for e in ami.actions("UserEvent")
+                            if e.get("UserEvent") == "SkypeCallStatus" and e.get("CallID") == incoming]
+                await until(lambda: len(statuses()) == 3)
+                assert statuses() == [(s, peer.boundjid.bare) for s in ("RINGING", "INPROGRESS", "FINISHED")]
+        finally:
+            await ami.stop()
     run(body())
