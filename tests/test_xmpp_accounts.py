@@ -43,7 +43,7 @@ def test_chatmessage_send_reaches_the_peer_once_the_server_has_it(prosody: Proso
     async def body() -> None:
         bob = await peer(prosody, unique("bob"))
         alice = account_jid(prosody, unique("alice"))
-        async with gateway_on(tmp_path, prosody, "alice", alice) as (gw, dial, _):
+        async with gateway_on(tmp_path, prosody, "alice", alice) as (gw, dial, rec):
             sent = await dial("alice", "chatmessage-send", user_name=bob.boundjid.bare,
                               message_body="h%C3%A9llo%2C%20bob%20%26%20co")
             assert (sent["SKYPE_STATUS"], sent["SKYPE_ERROR"]) == ("SUCCESS", "")
@@ -53,6 +53,13 @@ def test_chatmessage_send_reaches_the_peer_once_the_server_has_it(prosody: Proso
             again = await dial("alice", "chatmessage-send", user_name=bob.boundjid.bare, message_body="again")
             assert again["SKYPE_CHAT_NAME"] == sent["SKYPE_CHAT_NAME"]  # one chat per contact
             assert [m["body"] for m in gw.store.messages("alice")] == ["héllo, bob & co", "again"]
+
+            assert (await dial("alice", "chat-leave", chat_name=sent["SKYPE_CHAT_NAME"]))["SKYPE_STATUS"] == "SUCCESS"
+            assert [chat.open for chat in gw.status.chats()] == [False]
+            bob.send_message(mto=alice, mbody="still there?", mtype="chat")  # the contact's next message opens it again
+            reopened = await rec.wait(lambda e: e.kind == "ChatMessage" and e.fields["Direction"] == "incoming", 10)
+            assert reopened.fields["ChatName"] == sent["SKYPE_CHAT_NAME"]
+            assert [(chat.open, chat.messages) for chat in gw.status.chats()] == [(True, 3)]
         await bob.close()
     run(body())
 
