@@ -283,14 +283,19 @@ def _defaults(kind: str) -> dict[str, Any]:
 
 def default_config() -> Config:
     """What `serve` runs on with no file: one account `demo`, echo123, AMI off."""
-    demo = _defaults("account")
-    demo.update(fullname="Demo Account", balance=1000)
     return _finish(Config(
         general=Section("general", 0, _defaults("general")),
         ami=Section("ami", 0, _defaults("ami")),
         audiosocket=Section("audiosocket", 0, _defaults("audiosocket")),
-        accounts={"demo": Section("demo", 0, demo)},
+        accounts=demo_accounts(),
     ))
+
+
+def demo_accounts() -> dict[str, Section]:
+    """The account of the embedded defaults, also served by a file that declares no account of its own."""
+    demo = _defaults("account")
+    demo.update(fullname="Demo Account", balance=1000)
+    return {"demo": Section("demo", 0, demo)}
 
 
 def builtin_users() -> dict[str, Section]:
@@ -472,6 +477,5 @@ class _Builder:
             self.problem(self.seen.get("ami", 0), "[ami] enabled = yes needs a username")
         if ami.incoming_media == "audiosocket" and not self.fixed["audiosocket"].enabled:
             self.problem(self.seen.get("ami", 0), "[ami] incoming_media = audiosocket needs [audiosocket] enabled = yes")
-        if not self.accounts:
-            self.problem(0, "no account section (type = account): nothing to serve")
-        return Config(self.fixed["general"], self.fixed["ami"], self.fixed["audiosocket"], self.accounts, self.users)
+        accounts = self.accounts or demo_accounts()
+        return Config(self.fixed["general"], self.fixed["ami"], self.fixed["audiosocket"], accounts, self.users)

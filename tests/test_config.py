@@ -37,3 +37,13 @@ def test_settings_are_built_from_the_sections_once_checked(tmp_path: Path) -> No
     ami = settings(AmiSettings, config.ami, config.general)
     assert (ami.port, ami.username, ami.variable_prefix, ami.originate_timeout) == (5039, "u", "SK_", 12.5)
     assert ami.reconnect_max == AmiSettings.reconnect_max  # no key for it: the default
+
+
+def test_a_file_without_an_account_serves_demo_as_the_defaults_do(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.conf"
+    path.write_text("[general]\nport = 4999\n[audiosocket]\nport = 4998\n")
+    config = load_config(path)
+    assert (config.general.port, config.audiosocket.port) == (4999, 4998)
+    assert list(config.accounts) == ["demo"] and config.accounts["demo"].balance == 1000
+    path.write_text("[carol]\ntype = user\n" + ACCOUNT)
+    assert list(load_config(path).accounts) == ["alice"]  # an account of its own: no demo
