@@ -21,7 +21,7 @@ from typing import Any, Callable, Coroutine
 from . import __version__, logs
 from .actions import ACTIONS
 from .actions.registry import Action
-from .config import Config, ConfigError, default_config, load_config
+from .config import DEFAULT_PATH, ENVIRONMENT, Config, ConfigError, load_config, read_config
 from .control.client import ControlClient, ControlError
 from .control.protocol import SHOWABLE, Message, RemoteCall, RunAction, Show, Table, table_of
 
@@ -30,6 +30,7 @@ log = logging.getLogger("fastagi")
 PROG = "skype-fastagi"
 CALL_PREFIX = "call-"  # `call-start` is `skype-fastagi call start`
 MAX_CELL = 48  # table cells past this are cut (the last column never is)
+CONFIG_HELP = f"configuration file (default: ${ENVIRONMENT}, else {DEFAULT_PATH} if it exists, else the embedded defaults)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", metavar="FILE", help="configuration file (default: embedded defaults)")
+    serve.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     serve.set_defaults(run=lambda args: serve_command(args.config))
     check = commands.add_parser("check-config", help="report every problem of a configuration file")
     check.add_argument("file")
@@ -97,7 +98,7 @@ def _client_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--json", action="store_true", help="print JSON for scripts")
     options.add_argument("--socket", metavar="PATH", help="control socket (default: the config's control_socket)")
-    options.add_argument("--config", metavar="FILE", help="read control_socket from this configuration file")
+    options.add_argument("--config", metavar="FILE", help=f"read control_socket from this file ({CONFIG_HELP})")
     return options
 
 
@@ -132,7 +133,7 @@ def check_config(path: str) -> int:
 
 def serve_command(path: str | None) -> int:
     try:
-        config = load_config(path) if path else default_config()
+        config = read_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -203,8 +204,7 @@ def _client_command(args: argparse.Namespace, command: ClientCommand) -> int:
 def _socket_path(args: argparse.Namespace) -> Path:
     if args.socket:
         return Path(args.socket)
-    config = load_config(args.config) if args.config else default_config()
-    return Path(config.general.control_socket)
+    return Path(read_config(args.config).general.control_socket)
 
 
 def show_command(client: ControlClient, args: argparse.Namespace) -> int:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import asterisk.config
 
@@ -279,6 +280,27 @@ def settings(cls: type[T], *sections: Section, **given: Any) -> T:
 
 def _defaults(kind: str) -> dict[str, Any]:
     return {k.name: ([] if k.repeatable else k.default) for k in SCHEMA[kind]}
+
+
+DEFAULT_PATH = Path("/etc/skype-fastagi/skype-fastagi.conf")
+ENVIRONMENT = "SKYPE_FASTAGI_CONFIG"
+
+
+def config_path(given: str | None, environ: Mapping[str, str] | None = None, default: Path = DEFAULT_PATH) -> Path | None:
+    """The file a command reads: `--config FILE`, else `$SKYPE_FASTAGI_CONFIG` (set empty: no file), else
+    `default` when it exists; None: the embedded defaults."""
+    if given:
+        return Path(given)
+    environ = os.environ if environ is None else environ
+    if ENVIRONMENT in environ:
+        return Path(environ[ENVIRONMENT]) if environ[ENVIRONMENT] else None
+    return default if default.exists() else None
+
+
+def read_config(given: str | None) -> Config:
+    """The configuration a command runs on (see `config_path`); ConfigError when its file has problems."""
+    path = config_path(given)
+    return load_config(path) if path is not None else default_config()
 
 
 def default_config() -> Config:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fastagi.ami.settings import AmiSettings
-from fastagi.config import ConfigError, load_config, settings
+from fastagi.config import DEFAULT_PATH, ENVIRONMENT, ConfigError, config_path, load_config, settings
 
 ACCOUNT = "[alice]\ntype = account\n"
 
@@ -47,3 +47,15 @@ def test_a_file_without_an_account_serves_demo_as_the_defaults_do(tmp_path: Path
     assert list(config.accounts) == ["demo"] and config.accounts["demo"].balance == 1000
     path.write_text("[carol]\ntype = user\n" + ACCOUNT)
     assert list(load_config(path).accounts) == ["alice"]  # an account of its own: no demo
+
+
+def test_the_file_a_command_reads(tmp_path: Path) -> None:
+    etc = tmp_path / "etc.conf"
+    given = str(tmp_path / "given.conf")
+    assert config_path(None, {}, etc) is None  # no file anywhere: the embedded defaults
+    etc.write_text(ACCOUNT)
+    assert config_path(None, {}, etc) == etc  # the system's file, once it exists
+    assert config_path(None, {ENVIRONMENT: "/srv/gw.conf"}, etc) == Path("/srv/gw.conf")
+    assert config_path(None, {ENVIRONMENT: ""}, etc) is None  # set empty: no file at all
+    assert config_path(given, {ENVIRONMENT: "/srv/gw.conf"}, etc) == Path(given)  # --config wins
+    assert DEFAULT_PATH == Path("/etc/skype-fastagi/skype-fastagi.conf")

@@ -20,6 +20,7 @@ from conftest import ACCOUNTS, USERS, Recorder, run, running_gateway
 from fastagi.actions import ACTIONS
 from fastagi.app import Gateway
 from fastagi.cli import build_parser, main
+from fastagi.config import ENVIRONMENT
 from fastagi.control.server import ControlServer, ControlSocketInUse
 from fastagi.control.server import EVENT_HISTORY, FOLLOW_BACKLOG
 from fastagi.model.events import BalanceChanged
@@ -88,6 +89,12 @@ def test_show_accounts_table_and_json(tmp_path: Path) -> None:
                 {"account": "bob", "network": "embedded", "status": "ONLINE", "fullname": "Bob Builder", "balance": 5,
                  "currency": "USD", "calls": 0, "auth_policy": "allow"},
             ]
+            by_environment = await asyncio.create_subprocess_exec(  # as on a server: the file named once, in the environment
+                *COMMAND, "show", "accounts", cwd="/", env={**environment(), ENVIRONMENT: config},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            out_bytes, err_bytes = await by_environment.communicate()
+            assert (by_environment.returncode, err_bytes) == (0, b"")
+            assert out_bytes.decode().splitlines()[-1] == "2 accounts"
     run(body())
 
 
