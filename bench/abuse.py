@@ -563,8 +563,7 @@ def print_targets(phases: list[Phase]) -> None:
 
 # -- the run -------------------------------------------------------------------------------------
 def gateway_extra(metrics_port: int, environment_timeout: float) -> str:
-    return (f"metrics = 127.0.0.1:{metrics_port}\nenvironment_timeout = {environment_timeout}\npermit = 127.0.0.0/8\n"
-            f"[audiosocket]\nport = {free_port()}\n")  # its default port may be another gateway's on this machine
+    return f"metrics = 127.0.0.1:{metrics_port}\nenvironment_timeout = {environment_timeout}\npermit = 127.0.0.0/8\n"
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ from typing import Sequence
 SERVER_CPU, LOAD_CPU = 0, 1
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
+# every listener on a free port and every file in `folder`: a gateway on this machine's defaults is never touched
 GATEWAY_CONFIG = """
 [general]
 bind = 127.0.0.1
@@ -33,6 +34,8 @@ incoming_dir = {folder}
 control_socket = {folder}/control.sock
 max_connections = 4096
 {extra}
+[audiosocket]
+port = 0
 [alice]
 type = account
 [bob]

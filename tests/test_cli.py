@@ -14,6 +14,7 @@ import pytest
 
 from conftest import ACCOUNTS, USERS, run, write_config
 from doubles.asterisk_agi import FakeAsterisk
+from fastagi.config import ENVIRONMENT
 
 COMMAND = [sys.executable, "-m", "fastagi"]
 
@@ -24,9 +25,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+def start_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})}
     return subprocess.Popen([*COMMAND, "serve", *args], cwd=cwd, env=env, stderr=subprocess.PIPE)
+
+
+def served_config(tmp_path: Path, general: str = "") -> tuple[Path, int]:
+    """A configuration of its own for `serve`: a free FastAGI port, AudioSocket on any free port, state in `tmp_path`."""
+    port = free_port()
+    return write_config(tmp_path, ACCOUNTS + USERS + "[audiosocket]\nport = 0\n", f"port = {port}\n{general}"), port
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -46,13 +53,18 @@ def agi(port: int, script: str, *args: str):  # type: ignore[no-untyped-def]
 
 
 def test_serve_without_arguments_answers_for_demo(tmp_path: Path) -> None:
-    process = start_server(tmp_path)
+    """`serve` alone, as the README's first command, its ports moved by the file the environment names
+    (a gateway may run on the default ports of this machine)."""
+    port = free_port()
+    ports = tmp_path / "ports.conf"
+    ports.write_text(f"[general]\nport = {port}\n[audiosocket]\nport = 0\n")
+    process = start_server(tmp_path, env={ENVIRONMENT: str(ports)})
     try:
-        wait_for_port(4573, process)
-        result = agi(4573, "get-profile-balance")
+        wait_for_port(port, process)
+        result = agi(port, "get-profile-balance")
         assert result.skype()["SKYPE_STATUS"] == "SUCCESS"
         assert (result.skype()["SKYPE_BALANCE"], result.skype()["SKYPE_BALANCE_CURRENCY"]) == ("1000", "EUR")
-        listed = agi(4573, "list-registered")
+        listed = agi(port, "list-registered")
         assert listed.skype()["SKYPE_REGISTERED_1"] == "demo"
     finally:
         process.send_signal(signal.SIGTERM)
@@ -61,8 +73,7 @@ def test_serve_without_arguments_answers_for_demo(tmp_path: Path) -> None:
 
 
 def test_sigint_with_a_session_running_exits_cleanly(tmp_path: Path) -> None:
-    port = free_port()
-    config = write_config(tmp_path, ACCOUNTS + USERS, f"port = {port}\nshutdown_grace = 1")
+    config, port = served_config(tmp_path, "shutdown_grace = 1")
     process = start_server(tmp_path, "--config", str(config))
     wait_for_port(port, process)
     half = socket.create_connection(("127.0.0.1", port))
@@ -76,8 +87,7 @@ def test_sigint_with_a_session_running_exits_cleanly(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 def test_state_survives_a_kill_and_restart(tmp_path: Path, event_loop: str) -> None:
-    port = free_port()
-    config = write_config(tmp_path, ACCOUNTS + USERS, f"port = {port}\nsms_price = 10\nevent_loop = {event_loop}")
+    config, port = served_config(tmp_path, f"sms_price = 10\nevent_loop = {event_loop}")
     process = start_server(tmp_path, "--config", str(config))
     wait_for_port(port, process)
     chat = agi(port, "chatmessage-send?account=alice&user-name=bob&message-body=remember%20me").skype()["SKYPE_CHAT_NAME"]
