@@ -21,7 +21,7 @@ from typing import Any, Callable, Coroutine
 from . import __version__, logs
 from .actions import ACTIONS
 from .actions.registry import Action
-from .config import DEFAULT_PATH, ENVIRONMENT, Config, ConfigError, load_config, read_config
+from .config import DEFAULT_PATH, ENVIRONMENT, Config, ConfigError, config_path, load_config, read_config
 from .control.client import ControlClient, ControlError
 from .control.protocol import SHOWABLE, Message, RemoteCall, RunAction, Show, Table, table_of
 
@@ -46,8 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     serve.set_defaults(run=lambda args: serve_command(args.config))
     check = commands.add_parser("check-config", help="report every problem of a configuration file")
-    check.add_argument("file")
-    check.set_defaults(run=lambda args: check_config(args.file))
+    check.add_argument("file", nargs="?", metavar="FILE", help="the file to check (the same as --config FILE)")
+    check.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    check.add_argument("--json", action="store_true", help="print the result as JSON for scripts")
+
+    def run_check(args: argparse.Namespace) -> int:
+        if args.file and args.config and args.file != args.config:
+            check.error("give the file once: FILE or --config FILE")
+        path = config_path(args.file or args.config)
+        if path is None:
+            check.error(f"no file to check: give FILE, set {ENVIRONMENT} or create {DEFAULT_PATH}")
+        return check_config(path, args.json)
+
+    check.set_defaults(run=run_check)
 
     client = _client_options()
     show = commands.add_parser("show", parents=[client], help="show accounts, live calls, chats or recent events")
@@ -119,16 +130,26 @@ def _name_value(text: str) -> tuple[str, str]:
 
 
 # -- serve, check-config --------------------------------------------------------------
-def check_config(path: str) -> int:
+def check_config(path: Path, as_json: bool = False) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
-        for problem in exc.problems:
+        problems = exc.problems
+    else:
+        problems = []
+    if as_json:
+        print(json.dumps({
+            "file": str(path), "ok": not problems,
+            "problems": [{"line": p.line or None, "reason": p.reason} for p in problems],
+            **({} if problems else {"accounts": list(config.accounts), "users": list(config.users)}),
+        }, indent=2, ensure_ascii=False))
+    elif problems:
+        for problem in problems:
             print(problem, file=sys.stderr)
-        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        return 1
-    print(f"{path}: OK ({len(config.accounts)} account(s), {len(config.users)} network user(s))")
-    return 0
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+    else:
+        print(f"{path}: OK ({len(config.accounts)} account(s), {len(config.users)} network user(s))")
+    return 1 if problems else 0
 
 
 def serve_command(path: str | None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -132,6 +133,32 @@ def test_check_config_reports_every_problem(tmp_path: Path) -> None:
                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert ok.returncode == 0, ok.stderr
     assert "2 account(s)" in ok.stdout
+
+
+def check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, "check-config", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})})
+
+
+def test_check_config_takes_config_like_every_command_and_answers_scripts_in_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[genral]\nport = 4999\n[bob]\ntype = acount\n")
+    done = check("--config", str(bad), "--json")
+    assert done.returncode == 1
+    assert json.loads(done.stdout) == {"file": str(bad), "ok": False, "problems": [
+        {"line": 1, "reason": "unknown section [genral]: did you mean [general]? "
+                              "(an account or a user needs type = account or type = user)"},
+        {"line": 4, "reason": "type: 'acount' is not one of account, user: did you mean account?"},
+    ]}
+    good = write_config(tmp_path, ACCOUNTS + USERS)
+    done = check("--json", env={ENVIRONMENT: str(good)})  # the file the environment names, as serve reads it
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == {"file": str(good), "ok": True, "problems": [],
+                                       "accounts": ["alice", "bob"], "users": ["carol", "dave", "erin", "echo123"]}
+    missing = check("--json", str(tmp_path / "none.conf"))
+    assert json.loads(missing.stdout)["problems"] == [{"line": None, "reason": "cannot read: No such file or directory"}]
+    nothing = check()  # the tests' environment names no file: nothing to check
+    assert nothing.returncode == 2 and f"no file to check: give FILE, set {ENVIRONMENT}" in nothing.stderr
 
 
 def test_serve_refuses_a_bad_file(tmp_path: Path) -> None:

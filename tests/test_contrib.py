@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import wave
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -43,11 +44,20 @@ def example_keys() -> dict[str, dict[str, str]]:
 
 
 def load_example(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """The example as an administrator would load it, with its private CA file in place."""
+    """The example as an administrator would load it, with its private CA file and its greeting WAV in place."""
     ca_file = tmp_path / "private-ca.pem"
     ca_file.write_text("-----BEGIN CERTIFICATE-----\n")
+    greeting = tmp_path / "greeting.wav"
+    with wave.open(str(greeting), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(8000)
+        writer.writeframes(bytes(1600))
     copy = tmp_path / EXAMPLE.name
-    copy.write_text(EXAMPLE.read_text(encoding="utf-8").replace("/etc/skype-fastagi/private-ca.pem", str(ca_file)))
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert "\ngreeting = greeting.wav\n" in text  # under media_dir
+    copy.write_text(text.replace("/etc/skype-fastagi/private-ca.pem", str(ca_file))
+                    .replace("\ngreeting = greeting.wav\n", f"\ngreeting = {greeting}\n"))
     return load_config(copy)
 
 
