@@ -21,6 +21,7 @@ from .ami.listener import AmiListener
 from .ami.settings import AmiSettings
 from .audiosocket.port import MediaSettings as SocketMediaSettings
 from .audiosocket.server import AudioSocketServer
+from . import eventlog
 from .bridge import CallBridge
 from .config import PROFILE_KEYS, Config, Section, settings
 from .control.server import Admin, ControlServer
@@ -93,6 +94,7 @@ class Gateway:
         self.config = config
         general = config.general
         self.bus = EventBus()
+        eventlog.subscribe(self.bus)  # first: a subscriber's failure is logged after the event it failed on
         self.store = Store(general.database, general.database_sync)
         self.media = MediaEngine()
         self.loop_monitor = LoopMonitor()
