@@ -160,8 +160,14 @@ def serve_command(path: str | None) -> int:
             print(problem, file=sys.stderr)
         return 1
     logs.configure(config.general.log_level, sys.stderr)
+    log.info("%s %s, configuration: %s", PROG, __version__, config.source)
+    embedded = [name for name, section in config.accounts.items() if section.network == "embedded"]
+    if embedded:
+        log.info("%s on the embedded network: a simulation inside this gateway, for development, tests, "
+                 "demonstrations and training a dialplan; no call or message reaches a real person",
+                 ", ".join(embedded))
     try:
-        event_loop(config.general.event_loop)(_serve(config))
+        event_loop(config.general.event_loop)(_serve(config, first_steps(config, path)))
     except ImportError as exc:
         log.error("event_loop = %s, but it cannot be loaded (%s): pip install 'skype-fastagi[uvloop]'", config.general.event_loop, exc)
         return 1
@@ -186,11 +192,24 @@ def event_loop(name: str) -> Callable[[Coroutine[Any, Any, None]], None]:
     return asyncio.run
 
 
-async def _serve(config: Config) -> None:
+def first_steps(config: Config, given: str | None) -> str | None:
+    """What to try once the gateway runs on the embedded network, as commands to copy."""
+    account = next((name for name, section in config.accounts.items() if section.network == "embedded"), None)
+    if account is None:
+        return None
+    user = "echo123" if "echo123" in config.users else next(iter(config.users), account)
+    option = f" --config {given}" if given else ""
+    return (f"try: {PROG} call start{option} --account {account} --user-name {user} (a call to the echo test); "
+            f"{PROG} show calls{option}; {PROG} network call{option} {user} {account} (an incoming call)")
+
+
+async def _serve(config: Config, first: str | None = None) -> None:
     from .app import Gateway  # imported here so check-config stays light
 
     gateway = Gateway(config)
     await gateway.start()
+    if first is not None:
+        log.info("%s", first)
     gc.freeze()  # start-up objects live for good: keep them out of full collections, whose pauses make media ticks late
     gc.set_threshold(*GC_THRESHOLDS)
     stop = asyncio.Event()

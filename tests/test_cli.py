@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from conftest import ACCOUNTS, USERS, run, write_config
 from doubles.asterisk_agi import FakeAsterisk
+from fastagi import __version__
 from fastagi.config import ENVIRONMENT
 
 COMMAND = [sys.executable, "-m", "fastagi"]
@@ -71,6 +73,42 @@ def test_serve_without_arguments_answers_for_demo(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     assert (tmp_path / "skype-fastagi.db").exists()
+    lines = [line.split(" ", 1)[1] for line in process.stderr.read().decode().splitlines()] if process.stderr else []
+    assert lines[:2] == [
+        f"INFO fastagi: skype-fastagi {__version__}, configuration: {ports}",
+        "INFO fastagi: demo on the embedded network: a simulation inside this gateway, for development, tests, "
+        "demonstrations and training a dialplan; no call or message reaches a real person",
+    ]
+    assert ("INFO fastagi: try: skype-fastagi call start --account demo --user-name echo123 (a call to the echo test); "
+            "skype-fastagi show calls; skype-fastagi network call echo123 demo (an incoming call)") in lines
+
+
+def test_serve_under_journald_logs_priorities_without_times(tmp_path: Path) -> None:
+    config, port = served_config(tmp_path)
+    with open(tmp_path / "journal", "wb") as journal:
+        info = os.fstat(journal.fileno())
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        process = subprocess.Popen([*COMMAND, "serve", "--config", str(config)], cwd=tmp_path, env=env, stderr=journal)
+        try:
+            wait_for_port(port, process)
+            assert agi(port, "call-start?account=alice&user-name=erin").skype()["SKYPE_STATUS"] == "SUCCESS"
+            deadline = time.monotonic() + 5
+            while "status=FAILED" not in (tmp_path / "journal").read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(10) == 0
+    lines = (tmp_path / "journal").read_text().splitlines()
+    assert lines[:2] == [
+        f"<6>fastagi: skype-fastagi {__version__}, configuration: {config}",
+        "<6>fastagi: alice, bob on the embedded network: a simulation inside this gateway, for development, tests, "
+        "demonstrations and training a dialplan; no call or message reaches a real person",
+    ]
+    assert (f"<6>fastagi: try: skype-fastagi call start --config {config} --account alice --user-name echo123 "
+            f"(a call to the echo test); skype-fastagi show calls --config {config}; "
+            f"skype-fastagi network call --config {config} echo123 alice (an incoming call)") in lines
+    assert "<6>fastagi.events: call account=alice call=1 partner=erin direction=outgoing status=FAILED reason='user is offline'" in lines
+    assert all(re.match(r"<[2-7]>fastagi[.\w]*: ", line) for line in lines), lines
 
 
 def test_sigint_with_a_session_running_exits_cleanly(tmp_path: Path) -> None:
