@@ -24,6 +24,7 @@ from .audiosocket.server import AudioSocketServer
 from . import eventlog
 from .bridge import CallBridge
 from .config import PROFILE_KEYS, Config, Section, settings
+from .control.history import EventHistory
 from .control.server import Admin, ControlServer
 from .loopmonitor import LoopMonitor
 from .manager.accounts import AccountManager
@@ -96,6 +97,7 @@ class Gateway:
         self.bus = EventBus()
         eventlog.subscribe(self.bus)  # first: a subscriber's failure is logged after the event it failed on
         self.store = Store(general.database, general.database_sync)
+        self.history = EventHistory(self.store, self.bus)
         self.media = MediaEngine()
         self.loop_monitor = LoopMonitor()
         self.call_media = CallMedia(self.media, self.bus)
@@ -140,7 +142,7 @@ class Gateway:
         if self.action_metrics is not None:
             self.action_metrics.registry.register(StatusCollector(self.status))
         self.control = ControlServer(Path(general.control_socket),
-                                     Admin(self.status, self.dispatcher, self.bus, self.embedded))
+                                     Admin(self.status, self.dispatcher, self.bus, self.history, self.embedded))
         self.metrics: MetricsServer | None = None
 
     async def start(self) -> None:
@@ -173,6 +175,7 @@ class Gateway:
         self.call_media.close()
         await self.media.stop()
         self.loop_monitor.stop()
+        self.history.close()
         self.store.close()
         log.info("stopped")
 

@@ -13,8 +13,11 @@ import asyncio
 import gc
 import json
 import logging
+import re
 import signal
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
@@ -30,6 +33,10 @@ log = logging.getLogger("fastagi")
 PROG = "skype-fastagi"
 CALL_PREFIX = "call-"  # `call-start` is `skype-fastagi call start`
 MAX_CELL = 48  # table cells past this are cut (the last column never is)
+HISTORY_LIMIT = 100  # calls `show history` prints unless --limit says otherwise
+AGO = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+NOUNS = {"history": ("ended call", "ended calls")}  # what the count under a table counts, when not `what` itself
+MONEY = re.compile(r"^-?\d+\.\d\d$")
 CONFIG_HELP = f"configuration file (default: ${ENVIRONMENT}, else {DEFAULT_PATH} if it exists, else the embedded defaults)"
 
 
@@ -61,13 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=run_check)
 
     client = _client_options()
-    show = commands.add_parser("show", parents=[client], help="show accounts, live calls, chats or recent events")
+    show = commands.add_parser("show", parents=[client], help="show accounts, live calls, chats, recent events or the call history")
     show.add_argument("what", choices=SHOWABLE)
     show.add_argument("--follow", action="store_true", help="events: go on printing new events until interrupted")
+    history = show.add_argument_group("history", "filters of `show history` (the calls that ended)")
+    history.add_argument("--account", metavar="NAME", help="calls of this account only")
+    history.add_argument("--since", metavar="TIME", type=_when,
+                         help="calls started at or after TIME: 2026-12-03, 2026-12-03T14:00 (local time unless an "
+                              "offset is given), or a time ago: 90s, 30m, 2h, 7d")
+    history.add_argument("--until", metavar="TIME", type=_when, help="calls started before TIME (as --since)")
+    history.add_argument("--limit", metavar="N", type=_positive, default=HISTORY_LIMIT,
+                         help=f"the newest N calls (default {HISTORY_LIMIT})")
 
     def run_show(args: argparse.Namespace) -> int:
         if args.follow and args.what != "events":
             show.error("--follow is only for `show events`")
+        given = [f"--{name}" for name in ("account", "since", "until") if getattr(args, name) is not None]
+        if given and args.what != "history":
+            show.error(f"{', '.join(given)}: only for `show history`")
         return _client_command(args, show_command)
 
     show.set_defaults(run=run_show)
@@ -120,6 +138,23 @@ def _add_action_parser(parent: Any, command: str, action: Action, client: argpar
     for argument in action.arguments:
         sub.add_argument(f"--{argument.name}", dest=argument.name, metavar="VALUE", required=argument.required, help=argument.doc)
     sub.set_defaults(run=lambda args: _client_command(args, call_command), action_name=action.name)
+
+
+def _when(text: str) -> float:
+    """Epoch seconds of `2026-12-03`, `2026-12-03T14:00[+01:00]` (local time without an offset) or `2h` (ago)."""
+    amount, unit = text[:-1], text[-1:]
+    if unit in AGO and amount.isdigit():
+        return time.time() - int(amount) * AGO[unit]
+    try:
+        return datetime.fromisoformat(text).astimezone().timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is no date, date and time, or time ago (90s, 30m, 2h, 7d)") from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 1 or more")
+    return int(text)
 
 
 def _name_value(text: str) -> tuple[str, str]:
@@ -248,7 +283,9 @@ def _socket_path(args: argparse.Namespace) -> Path:
 
 
 def show_command(client: ControlClient, args: argparse.Namespace) -> int:
-    reply = client.request(Show(args.what, args.follow))
+    filters = {"account": args.account, "since": args.since, "until": args.until, "limit": args.limit} \
+        if args.what == "history" else {}
+    reply = client.request(Show(args.what, args.follow, **filters))
     if not reply["ok"]:
         return _refused(reply)
     table = table_of(reply)
@@ -317,17 +354,29 @@ def _refused(reply: Message) -> int:
 # -- output -----------------------------------------------------------------------------
 def render_table(table: Table, what: str) -> str:
     """Aligned columns under a header, then a count: `2 accounts`."""
-    header = [column.replace("_", " ").capitalize() for column in table.columns]
+    header = [_header(column) for column in table.columns]
     last = len(table.columns) - 1
     rows = [[_cell(value, cut=i != last) for i, value in enumerate(row)] for row in table.rows]
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-    numeric = [bool(table.rows) and all(isinstance(row[i], int) for row in table.rows) for i in range(len(header))]
+    numeric = [bool(table.rows) and all(_numeric(row[i]) for row in table.rows) for i in range(len(header))]
     lines = [
         "  ".join(text.rjust(width) if right else text.ljust(width) for text, width, right in zip(line, widths, numeric)).rstrip()
         for line in [header, *rows]
     ]
-    noun = what[:-1] if len(table.rows) == 1 else what
-    return "\n".join([*lines, f"{len(table.rows)} {noun}"])
+    one, many = NOUNS.get(what, (what[:-1], what))
+    return "\n".join([*lines, f"{len(table.rows)} {one if len(table.rows) == 1 else many}"])
+
+
+def _header(column: str) -> str:
+    """`partner_name` is `Partner name`; `duration_seconds` is `Duration (s)`."""
+    name, unit = (column.removesuffix("_seconds"), " (s)") if column.endswith("_seconds") else (column, "")
+    return name.replace("_", " ").capitalize() + unit
+
+
+def _numeric(value: Any) -> bool:
+    """Right-aligned: numbers, and amounts of money (`10.50`)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or \
+        (isinstance(value, str) and MONEY.match(value) is not None)
 
 
 def event_line(record: dict[str, Any]) -> str:

@@ -10,20 +10,24 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from contextlib import asynccontextmanager, redirect_stderr, redirect_stdout
+from datetime import datetime
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import pytest
 
-from conftest import ACCOUNTS, USERS, Recorder, run, running_gateway
+from conftest import ACCOUNTS, USERS, Dialplan, Recorder, run, running_gateway
 from fastagi.actions import ACTIONS
 from fastagi.app import Gateway
 from fastagi.cli import build_parser, main
 from fastagi.config import ENVIRONMENT
 from fastagi.control.server import ControlServer, ControlSocketInUse
-from fastagi.control.server import EVENT_HISTORY, FOLLOW_BACKLOG
+from fastagi.control.history import EVENT_HISTORY
+from fastagi.control.server import FOLLOW_BACKLOG
 from fastagi.model.events import BalanceChanged
+from fastagi.control import views
 from fastagi.control.protocol import LineDecoder, ProtocolError, encode
 
 ROOT = Path(__file__).parents[1]
@@ -136,7 +140,7 @@ def test_call_start_through_the_cli_shows_in_show_calls_until_hung_up(tmp_path: 
 
 def test_show_chats_and_events_after_a_message(tmp_path: Path) -> None:
     async def body() -> None:
-        async with controlled(tmp_path) as (_, server):
+        async with controlled(tmp_path) as (gateway, server):
             code, out, _ = await cli(server, "action", "chatmessage-send", "account=alice", "user-name=bob", "message-body=hi bob")
             chat = variables(out)["SKYPE_CHAT_NAME"]
             code, out, _ = await cli(server, "show", "chats", "--json")
@@ -159,7 +163,7 @@ def test_show_chats_and_events_after_a_message(tmp_path: Path) -> None:
             code, out, _ = await cli(server, "show", "events")
             incoming = next(line for line in out.splitlines() if "ChatMessage" in line and "incoming" in line)
             assert incoming.split()[2] == "bob" and f"ChatName={chat} From=alice" in incoming
-            assert out.splitlines()[-1] == f"{len(server.history)} events"
+            assert out.splitlines()[-1] == f"{len(gateway.history)} events"
     run(body())
 
 
@@ -287,7 +291,7 @@ def test_follow_streams_new_events_until_the_client_or_the_server_goes(tmp_path:
             first = await asyncio.create_subprocess_exec(*follow, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             second = await asyncio.create_subprocess_exec(*follow, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for process in (first, second):  # first the events already seen, the block last
-                earlier = [json.loads(await asyncio.wait_for(process.stdout.readline(), 10)) for _ in server.history]
+                earlier = [json.loads(await asyncio.wait_for(process.stdout.readline(), 10)) for _ in gateway.history.records()]
                 assert (earlier[-1]["kind"], earlier[-1]["fields"]["IsBlocked"]) == ("BuddyStatus", "True")
             await until(lambda: server.followers == 2)
             await gateway.dispatcher.run("user-set-block", {"account": "alice", "user-name": "carol", "status": "false"})
@@ -316,7 +320,7 @@ def test_a_follower_that_falls_too_far_behind_is_told_and_closed(tmp_path: Path)
             lines = (await asyncio.wait_for(reader.read(), 10)).decode().splitlines()
             assert [json.loads(line)["event"]["fields"]["Balance"] for line in lines[:-1]] == [str(n) for n in range(FOLLOW_BACKLOG)]
             assert json.loads(lines[-1]) == {"ok": False, "error": f"stream ended: the client fell {FOLLOW_BACKLOG} events behind"}
-            assert server.followers == 0 and len(server.history) == EVENT_HISTORY
+            assert server.followers == 0 and len(gateway.history) == EVENT_HISTORY
             writer.close()
     run(body())
 
@@ -327,7 +331,7 @@ def test_bad_requests_get_an_error_line(tmp_path: Path) -> None:
             reader, writer = await asyncio.open_unix_connection(str(server.path))
             writer.write(b'{"request": "show", "what": "contacts"}\n{"request": "show", "what": "accounts"}\n')
             refused = json.loads(await reader.readline())
-            assert refused == {"ok": False, "error": "show what? one of accounts, calls, chats, events"}
+            assert refused == {"ok": False, "error": "show what? one of accounts, calls, chats, events, history"}
             assert json.loads(await reader.readline())["columns"][0] == "account"  # the connection goes on
             writer.write(b"show accounts\n")
             assert json.loads(await reader.readline())["ok"] is False
@@ -365,4 +369,97 @@ def test_network_call_rings_the_account_from_a_scripted_user(tmp_path: Path) -> 
             assert code == 1 and "unknown_user" in err
             code, out, err = await cli(server, "network", "call", "carol", "zed")
             assert code == 1 and "unknown_account" in err
+    run(body())
+
+
+# -- history --------------------------------------------------------------------------------
+def test_show_history_lists_ended_calls_with_filters(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, server):
+            recorder = Recorder(gateway.bus)
+            dial = Dialplan(gateway.agi.port)
+            offline = (await dial("alice", "call-start", user_name="erin"))["SKYPE_CALL_ID"]
+            await recorder.status("alice", offline, "FAILED")
+            busy = (await dial("alice", "call-start", user_name="dave"))["SKYPE_CALL_ID"]
+            await recorder.status("alice", busy, "BUSY")
+            between = time.time()
+            talk = (await dial("bob", "call-start", user_name="carol"))["SKYPE_CALL_ID"]
+            await recorder.status("bob", talk, "INPROGRESS")
+            await asyncio.sleep(0.3)
+            await dial("bob", "call-hangup", call_id=talk)
+
+            code, out, err = await cli(server, "show", "history", "--json")
+            assert (code, err) == (0, "")
+            calls = json.loads(out)
+            assert [{k: v for k, v in c.items() if k not in ("started", "duration_seconds")} for c in calls] == [
+                {"id": 1, "account": "alice", "partner": "erin", "direction": "outgoing", "status": "FAILED",
+                 "reason": "user is offline"},
+                {"id": 2, "account": "alice", "partner": "dave", "direction": "outgoing", "status": "BUSY", "reason": ""},
+                {"id": 3, "account": "bob", "partner": "carol", "direction": "outgoing", "status": "FINISHED", "reason": ""},
+            ]
+            assert [c["duration_seconds"] for c in calls[:2]] == [0, 0] and 0.3 <= calls[2]["duration_seconds"] < 2
+            assert calls[0]["started"] == views.timestamp(gateway.store.calls("alice")[0]["started"])
+
+            code, out, _ = await cli(server, "show", "history")
+            lines = out.splitlines()
+            assert lines[0].split() == ["Id", "Account", "Partner", "Direction", "Status", "Reason", "Started", "Duration", "(s)"]
+            assert lines[1].split()[:7] == ["1", "alice", "erin", "outgoing", "FAILED", "user", "is"]
+            assert lines[-1] == "3 ended calls"
+
+            async def ids(*options: str) -> list[int]:
+                code, out, err = await cli(server, "show", "history", "--json", *options)
+                assert (code, err) == (0, "")
+                return [c["id"] for c in json.loads(out)]
+
+            assert await ids("--account", "alice") == [1, 2]
+            assert await ids("--since", datetime.fromtimestamp(between).isoformat()) == [3]
+            assert await ids("--until", datetime.fromtimestamp(between).astimezone().isoformat()) == [1, 2]
+            assert await ids("--since", "1h") == [1, 2, 3]
+            assert await ids("--since", "2000-01-01", "--until", "2000-01-02") == []
+            assert await ids("--limit", "1") == [3]  # the newest
+            code, _, err = await cli(server, "show", "calls", "--account", "alice")
+            assert code == 2 and "--account: only for `show history`" in err
+            code, _, err = await cli(server, "show", "history", "--since", "yesterday")
+            assert code == 2 and "'yesterday' is no date" in err
+    run(body())
+
+
+def test_recent_events_and_the_history_survive_a_restart(tmp_path: Path) -> None:
+    async def first() -> None:
+        async with controlled(tmp_path) as (gateway, server):
+            recorder = Recorder(gateway.bus)
+            await gateway.dispatcher.run("user-set-block", {"account": "alice", "user-name": "carol", "status": "true"})
+            call = (await Dialplan(gateway.agi.port)("alice", "call-start", user_name="erin"))["SKYPE_CALL_ID"]
+            await recorder.status("alice", call, "FAILED")
+
+    async def second() -> None:
+        async with controlled(tmp_path) as (gateway, server):
+            code, out, _ = await cli(server, "show", "events", "--json")
+            events = [(e["kind"], e["account"], e["fields"].get("Status") or e["fields"].get("IsBlocked")) for e in json.loads(out)]
+            before_restart = [
+                ("AccountStatus", "alice", "ONLINE"), ("AccountStatus", "bob", "ONLINE"),
+                ("BuddyStatus", "alice", "True"),
+                ("CallStatus", "alice", "ROUTING"), ("CallStatus", "alice", "FAILED"),
+                ("AccountStatus", "alice", "OFFLINE"), ("AccountStatus", "bob", "OFFLINE"),  # the shutdown's too
+            ]
+            assert events == before_restart + [("AccountStatus", "alice", "ONLINE"), ("AccountStatus", "bob", "ONLINE")]
+            code, out, _ = await cli(server, "show", "history", "--json")
+            assert [(c["partner"], c["status"]) for c in json.loads(out)] == [("erin", "FAILED")]
+
+    run(first())
+    run(second())
+
+
+def test_the_stored_history_stays_bounded(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, _):
+            for number in range(3 * EVENT_HISTORY + 7):
+                gateway.bus.publish(BalanceChanged("alice", number, "EUR"))
+                if number % 50 == 0:
+                    await asyncio.sleep(0)  # a few events per loop turn, as under load
+            records = gateway.history.records()
+            assert len(records) == EVENT_HISTORY and records[-1]["fields"]["Balance"] == str(3 * EVENT_HISTORY + 6)
+            stored = gateway.store.recent_events(10 * EVENT_HISTORY)
+            assert EVENT_HISTORY <= len(stored) < 2 * EVENT_HISTORY
+            assert [json.loads(row["fields"]) for row in stored[-EVENT_HISTORY:]] == [r["fields"] for r in records]
     run(body())

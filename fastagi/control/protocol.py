@@ -2,7 +2,8 @@
 
 Requests (client → server):
 
-    {"request": "show", "what": "accounts" | "calls" | "chats" | "events", "follow": false}
+    {"request": "show", "what": "accounts" | "calls" | "chats" | "events" | "history", "follow": false}
+    {"request": "show", "what": "history", "account": "alice", "since": 1764800000.0, "until": null, "limit": 100}
     {"request": "action", "name": "call-start", "arguments": {"account": "alice", "user-name": "echo123"}}
     {"request": "network-call", "user": "carol", "account": "alice"}
 
@@ -24,7 +25,8 @@ from typing import Any
 
 MAX_LINE = 1 << 20  # one request or reply; an action's arguments are far smaller
 READ_CHUNK = 65536  # bytes read from the socket at a time, by both ends
-SHOWABLE = ("accounts", "calls", "chats", "events")
+SHOWABLE = ("accounts", "calls", "chats", "events", "history")
+HISTORY_FILTERS = ("account", "since", "until", "limit")  # `show history` only
 
 Message = dict[str, Any]
 
@@ -68,9 +70,17 @@ def _decode(line: bytes) -> Message:
 class Show:
     what: str
     follow: bool = False
+    account: str | None = None
+    since: float | None = None
+    """Epoch seconds: calls started at or after it."""
+    until: float | None = None
+    """Epoch seconds: calls started before it."""
+    limit: int | None = None
+    """The newest this many calls."""
 
     def to_message(self) -> Message:
-        return {"request": "show", "what": self.what, "follow": self.follow}
+        filters = {name: getattr(self, name) for name in HISTORY_FILTERS if getattr(self, name) is not None}
+        return {"request": "show", "what": self.what, "follow": self.follow, **filters}
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,11 @@ def parse_request(message: Message) -> Request:
             raise ProtocolError(f"show what? one of {', '.join(SHOWABLE)}")
         if not isinstance(follow, bool) or (follow and what != "events"):
             raise ProtocolError("follow is true or false, and only for events")
-        return Show(what, follow)
+        filters = {name: message[name] for name in HISTORY_FILTERS if message.get(name) is not None}
+        if filters and what != "history":
+            raise ProtocolError(f"{', '.join(filters)}: only for history")
+        _check_filters(filters)
+        return Show(what, follow, **filters)
     if kind == "action":
         name, arguments = message.get("name"), message.get("arguments", {})
         if not isinstance(name, str):
@@ -118,6 +132,18 @@ def parse_request(message: Message) -> Request:
             raise ProtocolError("a network-call request needs user and account")
         return RemoteCall(user, account)
     raise ProtocolError(f"unknown request {str(kind)[:40]!r}: show, action or network-call")
+
+
+def _check_filters(filters: dict[str, Any]) -> None:
+    if not isinstance(filters.get("account", ""), str):
+        raise ProtocolError("account is a string")
+    for name in ("since", "until"):
+        value = filters.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProtocolError(f"{name} is a number of seconds since the epoch")
+    limit = filters.get("limit", 1)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ProtocolError("limit is a whole number, 1 or more")
 
 
 # -- replies -----------------------------------------------------------------------

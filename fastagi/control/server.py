@@ -15,7 +15,6 @@ import os
 import socket
 import stat
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +26,7 @@ from ..model.events import Event, EventBus
 from ..network.driver import ScriptedUsers
 from ..status import GatewayStatus
 from . import views
+from .history import EventHistory
 from .protocol import (
     READ_CHUNK, LineDecoder, Message, ProtocolError, RemoteCall, Request, RunAction, Show, action_reply, encode, error_reply,
     event_message, parse_request,
@@ -34,7 +34,6 @@ from .protocol import (
 
 log = logging.getLogger("fastagi.control")
 
-EVENT_HISTORY = 500  # events `show events` remembers
 FOLLOW_BACKLOG = 1000  # events a follower may fall behind by before its stream is ended
 PROBE_TIMEOUT = 1.0
 TABLES = {"accounts": views.accounts, "calls": views.calls, "chats": views.chats}
@@ -46,11 +45,13 @@ class ControlSocketInUse(OSError):
 
 @dataclass(frozen=True)
 class Admin:
-    """What the control socket may see and do: read the status, follow events, run actions, drive scripted users."""
+    """What the control socket may see and do: read the status and the recent events, follow events, run actions,
+    drive scripted users."""
 
     status: GatewayStatus
     dispatcher: Dispatcher
     bus: EventBus
+    history: EventHistory
     scripted: ScriptedUsers | None
 
 
@@ -58,7 +59,6 @@ class ControlServer:
     def __init__(self, path: Path, admin: Admin) -> None:
         self.admin = admin
         self.path = path
-        self.history: deque[tuple[float, Event]] = deque(maxlen=EVENT_HISTORY)  # formatted only when shown
         self._followers: set[asyncio.Queue[Message]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -96,11 +96,9 @@ class ControlServer:
 
     # -- events ------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
-        when = time.time()
-        self.history.append((when, event))
         if not self._followers:
             return
-        record = views.event_record(event, when)
+        record = views.event_record(event, time.time())
         for queue in list(self._followers):
             if queue.qsize() >= FOLLOW_BACKLOG:
                 self._followers.discard(queue)
@@ -160,7 +158,10 @@ class ControlServer:
         if isinstance(request, RemoteCall):
             return self._remote_call(request)
         if request.what == "events":
-            return views.events(views.event_record(event, when) for when, event in self.history).to_message()
+            return views.events(self.admin.history.records()).to_message()
+        if request.what == "history":
+            return views.history(self.admin.status, request.account, request.since, request.until,
+                                 request.limit).to_message()
         return TABLES[request.what](self.admin.status).to_message()
 
     def _remote_call(self, request: RemoteCall) -> Message:

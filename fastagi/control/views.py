@@ -31,6 +31,13 @@ def calls(status: GatewayStatus) -> Table:
     return Table(("id", "account", "partner", "partner_name", "direction", "status", "duration", "conference_id", "uuid"), rows)
 
 
+def history(status: GatewayStatus, account: str | None = None, since: float | None = None, until: float | None = None,
+            limit: int | None = None) -> Table:
+    rows = [(c.id, c.account, c.partner, c.direction, c.status, c.reason, timestamp(c.started), round(c.duration, 1))
+            for c in status.history(account, since, until, limit)]
+    return Table(("id", "account", "partner", "direction", "status", "reason", "started", "duration_seconds"), rows)
+
+
 def chats(status: GatewayStatus) -> Table:
     rows = [
         (chat.account, chat.name, chat.partner, chat.messages, "open" if chat.open else "left", timestamp(chat.created))
@@ -45,5 +52,6 @@ def event_record(event: Event, when: float | None = None) -> dict[str, Any]:
 
 
 def events(records: Iterable[dict[str, Any]]) -> Table:
+    """The history's records (time in epoch seconds) as the table `show events` prints."""
     columns = ("time", "kind", "account", "fields")
-    return Table(columns, [tuple(record[c] for c in columns) for record in records])
+    return Table(columns, [(timestamp(r["time"]), r["kind"], r["account"], r["fields"]) for r in records])
