@@ -1,8 +1,9 @@
-"""contrib/: the example configuration and the systemd unit stay in step with the code."""
+"""contrib/: the example configuration, the systemd unit, sysusers and tmpfiles stay in step with the code and the README."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import wave
@@ -15,6 +16,10 @@ from fastagi.config import SCHEMA, load_config
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
 EXAMPLE = CONTRIB / "skype-fastagi.conf.example"
 UNIT = CONTRIB / "skype-fastagi.service"
+SYSUSERS = CONTRIB / "skype-fastagi.sysusers"
+TMPFILES = CONTRIB / "skype-fastagi.tmpfiles"
+README = CONTRIB.parent / "README.md"
+VENV = "/opt/skype-fastagi"  # where README's "Installing on a server" puts the gateway
 FIXED_SECTIONS = ("general", "ami", "audiosocket")
 
 
@@ -98,7 +103,7 @@ def test_the_example_config_states_each_default() -> None:
 def test_the_unit_runs_the_gateway_sandboxed() -> None:
     unit = unit_settings()
     assert unit["User"] == ["skype-fastagi"]
-    assert unit["ExecStart"] == ["/usr/local/bin/skype-fastagi serve --config /etc/skype-fastagi/skype-fastagi.conf"]
+    assert unit["ExecStart"] == [f"{VENV}/bin/skype-fastagi serve --config /etc/skype-fastagi/skype-fastagi.conf"]
     for key, value in {"ProtectSystem": "strict", "NoNewPrivileges": "yes", "PrivateTmp": "yes",
                        "ProtectHome": "yes", "Restart": "on-failure", "KillSignal": "SIGTERM",
                        "StateDirectory": "skype-fastagi"}.items():
@@ -124,6 +129,42 @@ def test_the_unit_lets_the_gateway_write_where_the_example_config_writes(tmp_pat
 def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     # The binary is not installed where the tests run: verify with a stand-in command.
     unit = tmp_path / UNIT.name
-    unit.write_text(UNIT.read_text(encoding="utf-8").replace("/usr/local/bin/skype-fastagi", "/bin/true"))
+    unit.write_text(UNIT.read_text(encoding="utf-8").replace(f"{VENV}/bin/skype-fastagi", "/bin/true"))
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def server_install() -> list[str]:
+    """The commands of the README's "Installing on a server", one a line."""
+    section = README.read_text(encoding="utf-8").split("## Installing on a server", 1)[1].split("\n## ", 1)[0]
+    return [line for block in re.findall(r"```\n(.*?)```", section, re.S) for line in block.splitlines()]
+
+
+def contents(path: Path) -> list[list[str]]:
+    """The fields of each line of a sysusers or tmpfiles file, comments left out."""
+    return [shlex.split(line) for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+
+
+def test_the_readme_installs_what_the_unit_runs_where_the_contrib_files_say() -> None:
+    commands = server_install()
+    assert f"python3 -m venv {VENV}" in commands and f"{VENV}/bin/pip install ." in commands
+    assert unit_settings()["ExecStart"][0].startswith(f"{VENV}/bin/skype-fastagi ")
+    for source in (SYSUSERS, TMPFILES):  # each file's comment says where it goes; the README puts it there
+        target = re.search(r"Install as (\S+?),? ", source.read_text(encoding="utf-8"))[1]
+        assert f"install -m 0644 contrib/{source.name} {target}" in commands
+    assert f"install -m 0644 contrib/{UNIT.name} /etc/systemd/system/" in commands
+    installed = next(line for line in commands if "contrib/skype-fastagi.conf.example" in line).split()[-1]
+    assert unit_settings()["ExecStart"][0].endswith(f"--config {installed}")
+
+
+def test_sysusers_and_tmpfiles_make_the_user_and_folders_the_unit_and_the_example_use(tmp_path: Path) -> None:
+    unit = unit_settings()
+    [[kind, user, _, _, home]] = contents(SYSUSERS)
+    assert (kind, user) == ("u", unit["User"][0]) and unit["Group"] == [user]
+    assert home == f"/var/lib/{unit['StateDirectory'][0]}" == unit["WorkingDirectory"][0]
+    folders = {PurePosixPath(fields[1]) for fields in contents(TMPFILES)}
+    assert all(fields[0] == "d" and fields[3:5] == [user, user] for fields in contents(TMPFILES))
+    general = load_example(tmp_path).general
+    assert {PurePosixPath(general.media_dir), PurePosixPath(general.incoming_dir)} <= folders
+    writable = [PurePosixPath(p) for p in unit["ReadWritePaths"][0].split()]
+    assert all(any(folder.is_relative_to(w) for w in writable) for folder in folders)
