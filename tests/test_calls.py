@@ -207,6 +207,17 @@ async def test_call_vm_between_accounts(gw, dial, rec) -> None:  # type: ignore[
 
 
 @scenario
+async def test_a_voicemail_lasts_as_long_as_its_message(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
+    """A scripted caller speaks 2 s into voicemail: Duration=2, not counting the ringing and the 1 s greeting."""
+    gw.embedded.timing = Timing(vm_greeting=1.0, vm_message=2.0, vm_upload=0.02, ring_timeout=0.3)
+    incoming = gw.embedded.remote_call("answerer", "alice")
+    await asyncio.sleep(0.2)  # ringing
+    assert (await dial("alice", "call-vm", call_id=str(incoming)))["SKYPE_STATUS"] == "SUCCESS"
+    voicemail = await rec.wait(lambda e: e.kind == "Voicemail", 10)
+    assert voicemail.fields["Duration"] == "2"  # from the call's creation it was 3.2 s
+
+
+@scenario
 async def test_call_vm_from_remote_user_and_disabled_voicemail(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
     incoming = gw.embedded.remote_call("answerer", "alice")
     assert (await dial("alice", "call-vm", call_id=str(incoming)))["SKYPE_STATUS"] == "SUCCESS"

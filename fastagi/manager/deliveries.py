@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ..files import store_incoming
@@ -77,4 +76,4 @@ class Deliveries:
     def voicemail_received(self, call: Call) -> None:
         """A caller left a voicemail on an incoming call (it ended VM_SENT)."""
         self._bus.publish(VoicemailReceived(call.account, call.id, call.id, call.partner, "RECEIVED",
-                                            round(time.time() - call.created)))
+                                            round(call.message_seconds)))
