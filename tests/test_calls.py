@@ -170,7 +170,9 @@ async def test_every_wrong_state_is_invalid_call_status(gw, dial, rec) -> None: 
     assert (await dial("alice", "call-transfer", call_id=out, user_name="carol"))["SKYPE_ERROR"] == "cannot_transfer"
     live = await start(dial, "alice", "echo123")
     await rec.status("alice", live, "INPROGRESS")
-    assert (await dial("alice", "call-answer", call_id=live))["SKYPE_ERROR"] == "invalid_call_status"
+    answered = await dial("alice", "call-answer", call_id=live)
+    assert (answered["SKYPE_ERROR"], answered["SKYPE_ERROR_TEXT"]) == (
+        "invalid_call_status", f"call {live} is outgoing and INPROGRESS: only a ringing incoming call can be answered")
     assert (await dial("alice", "call-resume", call_id=live))["SKYPE_ERROR"] == "invalid_call_status"
     assert (await dial("alice", "call-vm", call_id=live))["SKYPE_ERROR"] == "invalid_call_status"
     assert (await dial("alice", "call-dtmf", call_id=live, code="12A"))["SKYPE_ERROR"] == "invalid-argument"
