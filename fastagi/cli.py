@@ -13,9 +13,11 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import re
 import signal
 import sys
+import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
@@ -42,11 +44,34 @@ CONFIG_HELP = f"configuration file (default: ${ENVIRONMENT}, else {DEFAULT_PATH}
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # `show events --json | head -1`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail again
+        return 0
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, wrapped between words only: never inside `call-transfer` or `/etc/skype-fastagi`."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser and subparser formats its help with `_Formatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Skype ⇄ Asterisk gateway (FastAGI, AMI, AudioSocket)")
+    parser = _Parser(prog=PROG, description="Skype ⇄ Asterisk gateway (FastAGI, AMI, AudioSocket)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
@@ -124,10 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _client_options() -> argparse.ArgumentParser:
-    options = argparse.ArgumentParser(add_help=False)
+    options = _Parser(add_help=False)
     options.add_argument("--json", action="store_true", help="print JSON for scripts")
     options.add_argument("--socket", metavar="PATH", help="control socket (default: the config's control_socket)")
-    options.add_argument("--config", metavar="FILE", help=f"read control_socket from this file ({CONFIG_HELP})")
+    options.add_argument("--config", metavar="FILE", help=f"where control_socket is read from: {CONFIG_HELP}")
     return options
 
 
@@ -308,7 +333,7 @@ def _follow(client: ControlClient, history: Table, as_json: bool) -> int:
             if "event" not in message:
                 return _refused(message)
             print(show(message["event"]), flush=True)
-    except (KeyboardInterrupt, BrokenPipeError):
+    except KeyboardInterrupt:
         return 0
     print(f"{PROG}: the server closed the connection", file=sys.stderr)
     return 1

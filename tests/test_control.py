@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -80,17 +81,17 @@ def test_show_accounts_table_and_json(tmp_path: Path) -> None:
             assert (code, err) == (0, "")
             assert out == (
                 "Account  Network   Status  Fullname       Balance  Currency  Calls  Auth policy\n"
-                "alice    embedded  ONLINE  Alice Example     1050  EUR           0  ask\n"
-                "bob      embedded  ONLINE  Bob Builder          5  USD           0  allow\n"
+                "alice    embedded  ONLINE  Alice Example    10.50  EUR           0  ask\n"
+                "bob      embedded  ONLINE  Bob Builder       0.05  USD           0  allow\n"
                 "2 accounts\n"
             )
             config = str(tmp_path / "skype-fastagi.conf")  # the socket's path read from the config file
             code, out, _ = await asyncio.to_thread(_cli, ["show", "accounts", "--json", "--config", config])
             assert code == 0
             assert json.loads(out) == [
-                {"account": "alice", "network": "embedded", "status": "ONLINE", "fullname": "Alice Example", "balance": 1050,
+                {"account": "alice", "network": "embedded", "status": "ONLINE", "fullname": "Alice Example", "balance": "10.50",
                  "currency": "EUR", "calls": 0, "auth_policy": "ask"},
-                {"account": "bob", "network": "embedded", "status": "ONLINE", "fullname": "Bob Builder", "balance": 5,
+                {"account": "bob", "network": "embedded", "status": "ONLINE", "fullname": "Bob Builder", "balance": "0.05",
                  "currency": "USD", "calls": 0, "auth_policy": "allow"},
             ]
             by_environment = await asyncio.create_subprocess_exec(  # as on a server: the file named once, in the environment
@@ -116,14 +117,14 @@ def test_call_start_through_the_cli_shows_in_show_calls_until_hung_up(tmp_path: 
 
             code, out, _ = await cli(server, "show", "calls")
             assert out == (
-                "Id  Account  Partner  Partner name   Direction  Status   Duration  Conference id  Uuid\n"
-                f" 1  alice    nora     Nora Noanswer  outgoing   RINGING         0                 {uuid}\n"
+                "Id  Account  Partner  Partner name   Direction  Status   Duration (s)  Conference id  Uuid\n"
+                f" 1  alice    nora     Nora Noanswer  outgoing   RINGING             0                 {uuid}\n"
                 "1 call\n"
             )
             code, out, _ = await cli(server, "show", "calls", "--json")
             assert json.loads(out) == [{
                 "id": 1, "account": "alice", "partner": "nora", "partner_name": "Nora Noanswer", "direction": "outgoing",
-                "status": "RINGING", "duration": 0, "conference_id": None, "uuid": uuid,
+                "status": "RINGING", "duration_seconds": 0, "conference_id": None, "uuid": uuid,
             }]
             code, out, _ = await cli(server, "show", "accounts", "--json")
             assert [(a["account"], a["calls"]) for a in json.loads(out)] == [("alice", 1), ("bob", 0)]
@@ -132,7 +133,7 @@ def test_call_start_through_the_cli_shows_in_show_calls_until_hung_up(tmp_path: 
             assert (code, err, variables(out)["SKYPE_STATUS"]) == (0, "", "SUCCESS")
             code, out, _ = await cli(server, "show", "calls")
             assert out.splitlines() == [
-                "Id  Account  Partner  Partner name  Direction  Status  Duration  Conference id  Uuid", "0 calls",
+                "Id  Account  Partner  Partner name  Direction  Status  Duration (s)  Conference id  Uuid", "0 calls",
             ]
             assert recorder.statuses("alice", 1)[-1] == "CANCELLED"
     run(body())
@@ -362,11 +363,15 @@ def test_network_call_rings_the_account_from_a_scripted_user(tmp_path: Path) -> 
             recorder = Recorder(gateway.bus)
             code, out, err = await cli(server, "network", "call", "carol", "alice")
             assert (code, err) == (0, "")
-            call_id = variables(out)["SKYPE_CALL_ID"]
+            result = variables(out)  # what `call start` prints, from the called account's side
+            assert list(result) == ["SKYPE_STATUS", "SKYPE_ERROR", "SKYPE_ERROR_TEXT", "SKYPE_CALL_ID", "SKYPE_CALL_UUID"]
+            call_id = result["SKYPE_CALL_ID"]
             ringing = await recorder.status("alice", call_id, "RINGING")
             assert (ringing.fields["Partner"], ringing.fields["Direction"]) == ("carol", "incoming")
+            assert (result["SKYPE_STATUS"], result["SKYPE_CALL_UUID"]) == ("SUCCESS", ringing.fields["UUID"])
             code, out, err = await cli(server, "network", "call", "nobody9", "alice")
             assert code == 1 and "unknown_user" in err
+            assert (variables(out)["SKYPE_STATUS"], variables(out)["SKYPE_ERROR"]) == ("FAILED", "unknown_user")
             code, out, err = await cli(server, "network", "call", "carol", "zed")
             assert code == 1 and "unknown_account" in err
     run(body())
@@ -463,3 +468,34 @@ def test_the_stored_history_stays_bounded(tmp_path: Path) -> None:
             assert EVENT_HISTORY <= len(stored) < 2 * EVENT_HISTORY
             assert [json.loads(row["fields"]) for row in stored[-EVENT_HISTORY:]] == [r["fields"] for r in records]
     run(body())
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path) -> None:
+    """`show events --json | head -1`: the rest has nowhere to go, and that is no error."""
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, server):
+            for number in range(EVENT_HISTORY):  # more output than a pipe holds
+                gateway.bus.publish(BalanceChanged("alice", number, "EUR"))
+            for follow in ([], ["--follow"]):
+                reader, writer = os.pipe()
+                process = await asyncio.create_subprocess_exec(
+                    *COMMAND, "show", "events", "--json", *follow, "--socket", str(server.path),
+                    env=environment(), stdout=writer, stderr=subprocess.PIPE)
+                os.close(writer)
+                with os.fdopen(reader, "rb") as pipe:
+                    assert (await asyncio.to_thread(pipe.readline))[:1] in (b"[", b"{")  # head -1
+                await until(lambda: bool(follow) <= (server.followers == 1))
+                gateway.bus.publish(BalanceChanged("alice", 0, "EUR"))  # a follower has a new line to write
+                _, err = await asyncio.wait_for(process.communicate(), 10)
+                assert (process.returncode, err.decode()) == (0, ""), follow
+    run(body())
+
+
+def test_help_never_breaks_a_name_at_its_hyphen() -> None:
+    for argv in (["action", "--help"], ["show", "--help"], ["call", "start", "--help"]):
+        done = subprocess.run([*COMMAND, *argv], env={**environment(), "COLUMNS": "80"}, capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 0
+        assert re.findall(r"[\w/]-$", done.stdout, re.MULTILINE) == [], argv  # a line ending inside call-transfer
+        assert "call-transfer" in done.stdout or argv[0] != "action"
+        assert "/etc/skype-fastagi/skype-fastagi.conf" in " ".join(done.stdout.split())

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..actions.dispatch import Dispatcher
-from ..actions.registry import variable
+from ..actions import ACTIONS
+from ..actions.dispatch import Dispatcher, Outcome
 from ..model.errors import SkypeError
 from ..model.events import Event, EventBus
 from ..network.driver import ScriptedUsers
@@ -167,12 +167,17 @@ class ControlServer:
     def _remote_call(self, request: RemoteCall) -> Message:
         if self.admin.scripted is None:
             return error_reply("no network here has scripted users")
+        start = ACTIONS["call-start"]  # the result is what `call start` would set, from the account's side
         try:
             call_id = self.admin.scripted.remote_call(request.user, request.account)
         except SkypeError as exc:
-            return action_reply(exc.code, exc.text, {})
-        log.info("admin: %s calls %s (call %d)", request.user, request.account, call_id)
-        return action_reply("SUCCESS", "", {variable(self.admin.dispatcher.prefix, "call-id"): str(call_id)})
+            outcome = Outcome(start, error=exc)
+        else:
+            log.info("admin: %s calls %s (call %d)", request.user, request.account, call_id)
+            uuid = next((c.uuid for c in self.admin.status.calls() if c.id == call_id), "")
+            outcome = Outcome(start, {"call-id": str(call_id), "call-uuid": uuid})
+        return action_reply(outcome.result, outcome.error.text if outcome.error else "",
+                            self.admin.dispatcher.variables(outcome))
 
     async def _follow(self, stream: asyncio.Queue[Message], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send `stream` until the client closes, the server stops, or the client lags."""

@@ -17,8 +17,13 @@ def timestamp(when: float) -> str:
     return datetime.fromtimestamp(when).astimezone().isoformat(timespec="milliseconds")
 
 
+def money(hundredths: int) -> str:
+    """An amount as people write it: 1050 hundredths is `10.50`."""
+    return f"{'-' if hundredths < 0 else ''}{abs(hundredths) // 100}.{abs(hundredths) % 100:02d}"
+
+
 def accounts(status: GatewayStatus) -> Table:
-    rows = [(a.name, a.network, a.status, a.fullname, a.balance, a.currency, a.calls, a.auth_policy)
+    rows = [(a.name, a.network, a.status, a.fullname, money(a.balance), a.currency, a.calls, a.auth_policy)
             for a in status.accounts()]
     return Table(("account", "network", "status", "fullname", "balance", "currency", "calls", "auth_policy"), rows)
 
@@ -28,7 +33,8 @@ def calls(status: GatewayStatus) -> Table:
         (c.id, c.account, c.partner, c.partner_name, c.direction, c.status.value, int(c.duration), c.conference_id, c.uuid)
         for c in status.calls()
     ]
-    return Table(("id", "account", "partner", "partner_name", "direction", "status", "duration", "conference_id", "uuid"), rows)
+    return Table(("id", "account", "partner", "partner_name", "direction", "status", "duration_seconds", "conference_id",
+                  "uuid"), rows)
 
 
 def history(status: GatewayStatus, account: str | None = None, since: float | None = None, until: float | None = None,
