@@ -147,6 +147,15 @@ class Gateway:
 
     async def start(self) -> None:
         await self.control.start()  # first: refuses to run beside a live server
+        try:
+            await self._start_services()
+        except BaseException:  # a busy port: undo what started, the control socket file included
+            await self.stop()
+            raise
+        names = self.manager.accounts.names()
+        log.info("serving %d account(s): %s", len(names), ", ".join(names))
+
+    async def _start_services(self) -> None:
         if self.action_metrics is not None:
             self.metrics = MetricsServer(self.config.general.metrics, self.action_metrics.registry)
         self.loop_monitor.start()
@@ -157,8 +166,6 @@ class Gateway:
             await self.ami.start()
         await self.agi.start()
         await self.networks.start()
-        names = self.manager.accounts.names()
-        log.info("serving %d account(s): %s", len(names), ", ".join(names))
 
     async def stop(self) -> None:
         """Stop accepting, let sessions finish (bounded), end calls, flush state."""

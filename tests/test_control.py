@@ -19,11 +19,11 @@ from typing import AsyncIterator, Callable
 
 import pytest
 
-from conftest import ACCOUNTS, USERS, Dialplan, Recorder, run, running_gateway
+from conftest import ACCOUNTS, USERS, Dialplan, Recorder, run, running_gateway, write_config
 from fastagi.actions import ACTIONS
-from fastagi.app import Gateway
+from fastagi.app import Gateway, with_ports
 from fastagi.cli import build_parser, main
-from fastagi.config import ENVIRONMENT
+from fastagi.config import ENVIRONMENT, load_config
 from fastagi.control.server import ControlServer, ControlSocketInUse
 from fastagi.control.history import EVENT_HISTORY
 from fastagi.control.server import FOLLOW_BACKLOG
@@ -499,3 +499,17 @@ def test_help_never_breaks_a_name_at_its_hyphen() -> None:
         assert re.findall(r"[\w/]-$", done.stdout, re.MULTILINE) == [], argv  # a line ending inside call-transfer
         assert "call-transfer" in done.stdout or argv[0] != "action"
         assert "/etc/skype-fastagi/skype-fastagi.conf" in " ".join(done.stdout.split())
+
+
+def test_a_start_that_fails_on_a_busy_port_leaves_no_control_socket(tmp_path: Path) -> None:
+    async def body() -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            config = with_ports(load_config(write_config(tmp_path, ACCOUNTS + USERS)), taken.getsockname()[1], 0)
+            with pytest.raises(OSError, match="address already in use"):
+                await Gateway(config).start()
+        assert not (tmp_path / "skype-fastagi.ctl").exists()
+        async with running_gateway(tmp_path) as gateway:  # the next start is not refused
+            assert gateway.control.path.exists()
+    run(body())
