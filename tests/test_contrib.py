@@ -168,3 +168,18 @@ def test_sysusers_and_tmpfiles_make_the_user_and_folders_the_unit_and_the_exampl
     assert {PurePosixPath(general.media_dir), PurePosixPath(general.incoming_dir)} <= folders
     writable = [PurePosixPath(p) for p in unit["ReadWritePaths"][0].split()]
     assert all(any(folder.is_relative_to(w) for w in writable) for folder in folders)
+
+
+def test_the_readme_and_the_example_serve_metrics_on_the_same_address(tmp_path: Path) -> None:
+    [readme] = re.findall(r"`\[general\] metrics = (\S+)`", README.read_text(encoding="utf-8"))
+    host, port = load_example(tmp_path).general.metrics
+    assert readme == f"{host}:{port}" == "127.0.0.1:9473"
+
+
+def test_the_readme_says_which_metrics_need_ami() -> None:
+    """The test of the metrics holds that a gateway without AMI serves no skype_fastagi_ami_* series."""
+    section = README.read_text(encoding="utf-8").split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"`(skype_fastagi_ami_\w+)`", section)
+    assert len(listed) == 5
+    after_last = " ".join(section.split(f"`{listed[-1]}`", 1)[1].split())
+    assert after_last.startswith("(these five only with `[ami] enabled = yes`")
