@@ -28,7 +28,7 @@ from .actions import ACTIONS
 from .actions.registry import Action
 from .config import DEFAULT_PATH, ENVIRONMENT, Config, ConfigError, config_path, load_config, read_config
 from .control.client import ControlClient, ControlError
-from .control.protocol import SHOWABLE, Message, RemoteCall, RunAction, Show, Table, table_of
+from .control.protocol import MAX_FILE, SHOWABLE, Message, RemoteCall, RemoteSend, RunAction, Show, Table, table_of
 
 log = logging.getLogger("fastagi")
 
@@ -138,14 +138,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     generic.set_defaults(run=run_generic)
 
-    network = commands.add_parser("network", help="the embedded Skype network")
+    network = commands.add_parser("network", help="the embedded Skype network: its scripted users call, write, "
+                                                     "ask and send files to an account")
     network_commands = network.add_subparsers(dest="network_command", required=True, metavar="COMMAND")
+    scripted = _scripted_options()
     remote = network_commands.add_parser(
-        "call", parents=[client], help="a scripted user calls an account (try the incoming-call dialplan)")
-    remote.add_argument("user", help="a `type = user` of the configuration, e.g. echo123")
-    remote.add_argument("account", help="the account called")
+        "call", parents=[client, scripted], help="a scripted user calls an account (try the incoming-call dialplan)")
     remote.set_defaults(run=lambda args: _client_command(args, network_call_command))
+    chat = network_commands.add_parser("chat", parents=[client, scripted],
+                                       help="a scripted user sends an account a chat message (SkypeChatMessage)")
+    chat.add_argument("text", metavar="TEXT", help="the message")
+    chat.set_defaults(run=lambda args: _client_command(args, network_send_command), kind="chat")
+    buddy = network_commands.add_parser("buddy", parents=[client, scripted],
+                                        help="a scripted user asks an account to be a buddy (SkypeAuthRequest, or "
+                                             "the account's auth_policy answers)")
+    buddy.add_argument("--text", default="Please add me to your contacts", help="the request's text")
+    buddy.set_defaults(run=lambda args: _client_command(args, network_send_command), kind="buddy")
+    sent = network_commands.add_parser("file", parents=[client, scripted],
+                                       help="a scripted user sends an account a file (SkypeFileTransfer, stored in "
+                                            "incoming_dir)")
+    sent.add_argument("file", metavar="FILE", type=Path,
+                      help=f"a file on this machine, {MAX_FILE // 1024} KiB at most; the account receives a copy")
+    sent.add_argument("--name", help="the file name the account sees (default: FILE's own)")
+
+    def run_file(args: argparse.Namespace) -> int:
+        try:
+            size = args.file.stat().st_size
+        except OSError as exc:
+            sent.error(f"{args.file}: {exc.strerror}")
+        if size > MAX_FILE:
+            sent.error(f"{args.file}: {size} bytes; a file sent this way is {MAX_FILE // 1024} KiB at most")
+        return _client_command(args, network_send_command)
+
+    sent.set_defaults(run=run_file, kind="file")
     return parser
+
+
+def _scripted_options() -> argparse.ArgumentParser:
+    options = _Parser(add_help=False)
+    options.add_argument("user", metavar="USER", help="a scripted user: a `type = user` of the configuration, e.g. echo123")
+    options.add_argument("account", metavar="ACCOUNT", help="an account of this gateway on the embedded network")
+    return options
 
 
 def _client_options() -> argparse.ArgumentParser:
@@ -351,6 +384,15 @@ def call_command(client: ControlClient, args: argparse.Namespace) -> int:
 
 def network_call_command(client: ControlClient, args: argparse.Namespace) -> int:
     return _print_result(client.request(RemoteCall(args.user, args.account)), args, "network call")
+
+
+def network_send_command(client: ControlClient, args: argparse.Namespace) -> int:
+    if args.kind == "file":
+        request = RemoteSend("file", args.user, args.account, file_name=args.name or args.file.name,
+                             data=args.file.read_bytes())
+    else:
+        request = RemoteSend(args.kind, args.user, args.account, text=args.text)
+    return _print_result(client.request(request), args, f"network {args.kind}")
 
 
 def _run_action(client: ControlClient, args: argparse.Namespace, name: str, raw: dict[str, str]) -> int:

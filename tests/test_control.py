@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import os
@@ -29,7 +30,7 @@ from fastagi.control.history import EVENT_HISTORY
 from fastagi.control.server import FOLLOW_BACKLOG
 from fastagi.model.events import BalanceChanged
 from fastagi.control import views
-from fastagi.control.protocol import LineDecoder, ProtocolError, encode
+from fastagi.control.protocol import MAX_FILE, LineDecoder, ProtocolError, RemoteSend, encode, parse_request
 
 ROOT = Path(__file__).parents[1]
 COMMAND = [sys.executable, "-m", "fastagi"]
@@ -377,6 +378,64 @@ def test_network_call_rings_the_account_from_a_scripted_user(tmp_path: Path) -> 
     run(body())
 
 
+
+def test_network_chat_buddy_and_file_reach_the_account_as_events(tmp_path: Path) -> None:
+    """Every event flow of the dialplan library by hand: a scripted user writes, asks and sends a file."""
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, server):
+            recorder = Recorder(gateway.bus)
+            code, out, err = await cli(server, "network", "chat", "carol", "alice", "hi alice")
+            assert (code, err) == (0, "")
+            chat = variables(out)["SKYPE_CHAT_NAME"]
+            assert chat.startswith("#carol/$alice;")
+            message = await recorder.wait(lambda e: e.kind == "ChatMessage")
+            assert (message.account, message.fields["From"], message.fields["Body"], message.fields["ChatName"],
+                    message.fields["Direction"]) == ("alice", "carol", "hi alice", chat, "incoming")
+            code, out, _ = await cli(server, "network", "chat", "carol", "alice", "still there?")
+            assert variables(out)["SKYPE_CHAT_NAME"] == chat  # the same dialog
+            reply = await gateway.dispatcher.run("chatmessage-send", {"account": "bob", "user-name": "carol", "message-body": "yo"})
+            code, out, _ = await cli(server, "network", "chat", "carol", "bob", "hello bob")
+            assert variables(out)["SKYPE_CHAT_NAME"] == reply.values["chat-name"]  # carol answers in bob's chat
+
+            code, out, err = await cli(server, "network", "buddy", "carol", "alice", "--text", "it's Carol")
+            assert (code, err) == (0, "")
+            asked = await recorder.wait(lambda e: e.kind == "AuthRequest")
+            assert (asked.account, asked.fields["From"], asked.fields["Text"]) == ("alice", "carol", "it's Carol")
+            await cli(server, "network", "buddy", "dave", "bob")  # bob's auth_policy = allow answers by itself
+            allowed = await recorder.wait(lambda e: e.kind == "BuddyStatus" and e.account == "bob")
+            assert (allowed.fields["User"], allowed.fields["IsAuthorized"]) == ("dave", "True")
+
+            report = tmp_path / "report.pdf"
+            report.write_bytes(bytes(range(256)) * 100)
+            code, out, err = await cli(server, "network", "file", "carol", "alice", str(report), "--name", "q3.pdf")
+            assert (code, err, variables(out)["SKYPE_STATUS"]) == (0, "", "SUCCESS")
+            sent = await recorder.wait(lambda e: e.kind == "FileTransfer")
+            assert (sent.account, sent.fields["Partner"], sent.fields["FileName"], sent.fields["Direction"]) == (
+                "alice", "carol", "q3.pdf", "incoming")
+            assert Path(sent.fields["Path"]).read_bytes() == report.read_bytes()
+            assert Path(sent.fields["Path"]).parent == tmp_path / "incoming" / "alice"
+    run(body())
+
+
+def test_network_sends_are_refused_as_the_account_would_refuse_them(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with controlled(tmp_path) as (gateway, server):
+            await gateway.dispatcher.run("user-set-block", {"account": "alice", "user-name": "carol", "status": "true"})
+            code, out, err = await cli(server, "network", "chat", "carol", "alice", "hi")
+            assert (code, variables(out)["SKYPE_ERROR"]) == (1, "not_authorized")
+            assert err == "skype-fastagi: network chat failed: not_authorized: alice does not accept messages from carol\n"
+            code, out, err = await cli(server, "network", "chat", "alice", "bob", "hi")  # an account is no scripted user
+            assert (code, variables(out)["SKYPE_ERROR"]) == (1, "unknown_user")
+            code, out, err = await cli(server, "network", "buddy", "carol", "zed")
+            assert (code, variables(out)["SKYPE_ERROR"]) == (1, "unknown_account")
+            big = tmp_path / "big.bin"
+            big.write_bytes(bytes(MAX_FILE + 1))
+            code, out, err = await cli(server, "network", "file", "carol", "bob", str(big))
+            assert (code, out) == (2, "") and f"{MAX_FILE + 1} bytes; a file sent this way is 512 KiB at most" in err
+            assert not (tmp_path / "incoming" / "bob").exists()
+    run(body())
+
+
 # -- history --------------------------------------------------------------------------------
 def test_show_history_lists_ended_calls_with_filters(tmp_path: Path) -> None:
     async def body() -> None:
@@ -513,3 +572,20 @@ def test_a_start_that_fails_on_a_busy_port_leaves_no_control_socket(tmp_path: Pa
         async with running_gateway(tmp_path) as gateway:  # the next start is not refused
             assert gateway.control.path.exists()
     run(body())
+
+
+@pytest.mark.parametrize("message, error", [
+    ({"kind": "sms"}, "network-send what? one of chat, buddy, file"),
+    ({"kind": "chat", "account": 5}, "a network-send request needs user and account"),
+    ({"kind": "chat", "text": 5}, "text is a string"),
+    ({"kind": "file", "file_name": "a.txt", "data": "not base64!"}, "data is not base64"),
+    ({"kind": "file", "data": "aGk="}, "a file needs file_name and data (base64)"),
+    ({"kind": "file", "file_name": "a.txt", "data": base64.b64encode(bytes(MAX_FILE + 1)).decode()},
+     "a file sent this way is 512 KiB at most"),
+])
+def test_a_network_send_request_the_server_cannot_carry_out_is_refused(message: dict, error: str) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_request({"request": "network-send", "user": "carol", "account": "alice", **message})
+    assert str(refused.value) == error
+    assert parse_request(RemoteSend("file", "carol", "alice", file_name="a.txt", data=b"\x00hi").to_message()) == \
+        RemoteSend("file", "carol", "alice", file_name="a.txt", data=b"\x00hi")

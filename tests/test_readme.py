@@ -127,3 +127,20 @@ def test_a_backup_taken_while_the_gateway_writes_restores_its_state(tmp_path: Pa
         (tmp_path / leftover).unlink(missing_ok=True)
     shutil.copyfile(copy, database)
     assert run(restored()) == ["before the backup"]
+
+
+def test_the_network_examples_run_on_the_quick_start_defaults(tmp_path: Path) -> None:
+    """`network chat`, `network buddy` and `network file` as the README writes them, on `serve`'s own defaults."""
+    examples = [shlex.split(re.sub(r" \[[^]]*\]", "", found))  # the optional parts left out
+                for found in re.findall(r"`skype-fastagi (network (?:chat|buddy|file) [^`]+)`", " ".join(README.read_text().split()))]
+    assert [argv[1] for argv in examples] == ["chat", "buddy", "file"]
+    (tmp_path / "FILE").write_bytes(b"%PDF-1.4\n")
+
+    async def body() -> None:
+        async with running_gateway(tmp_path, body="") as gateway:
+            for argv in examples:
+                argv = [str(tmp_path / "FILE") if arg == "FILE" else arg for arg in argv]
+                code, out, err = await asyncio.to_thread(_cli, [*argv, "--socket", str(gateway.control.path)])
+                assert (code, err) == (0, ""), argv
+                assert out.startswith("SKYPE_STATUS=SUCCESS\n"), argv
+    run(body())

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import stat
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Callable
 
 from ..actions import ACTIONS
 from ..actions.dispatch import Dispatcher, Outcome
+from ..actions.registry import variable
 from ..model.errors import SkypeError
 from ..model.events import Event, EventBus
 from ..network.driver import ScriptedUsers
@@ -28,7 +30,7 @@ from ..status import GatewayStatus
 from . import views
 from .history import EventHistory
 from .protocol import (
-    READ_CHUNK, LineDecoder, Message, ProtocolError, RemoteCall, Request, RunAction, Show, action_reply, encode, error_reply,
+    READ_CHUNK, LineDecoder, Message, ProtocolError, RemoteCall, RemoteSend, Request, RunAction, Show, action_reply, encode, error_reply,
     event_message, parse_request,
 )
 
@@ -37,6 +39,8 @@ log = logging.getLogger("fastagi.control")
 FOLLOW_BACKLOG = 1000  # events a follower may fall behind by before its stream is ended
 PROBE_TIMEOUT = 1.0
 TABLES = {"accounts": views.accounts, "calls": views.calls, "chats": views.chats}
+NO_SCRIPTED_USERS = "no network here has scripted users"
+SENT = {"chat": "chat message", "buddy": "buddy request", "file": "file"}
 
 
 class ControlSocketInUse(OSError):
@@ -157,6 +161,8 @@ class ControlServer:
             return action_reply(outcome.result, outcome.error.text if outcome.error else "", dispatcher.variables(outcome))
         if isinstance(request, RemoteCall):
             return self._remote_call(request)
+        if isinstance(request, RemoteSend):
+            return self._remote_send(request)
         if request.what == "events":
             return views.events(self.admin.history.records()).to_message()
         if request.what == "history":
@@ -165,19 +171,45 @@ class ControlServer:
         return TABLES[request.what](self.admin.status).to_message()
 
     def _remote_call(self, request: RemoteCall) -> Message:
-        if self.admin.scripted is None:
-            return error_reply("no network here has scripted users")
-        start = ACTIONS["call-start"]  # the result is what `call start` would set, from the account's side
+        """A scripted user calls an account; the reply is what `call start` sets, from the account's side."""
+        scripted = self.admin.scripted
+        if scripted is None:
+            return error_reply(NO_SCRIPTED_USERS)
         try:
-            call_id = self.admin.scripted.remote_call(request.user, request.account)
+            call_id = scripted.remote_call(request.user, request.account)
         except SkypeError as exc:
-            outcome = Outcome(start, error=exc)
-        else:
-            log.info("admin: %s calls %s (call %d)", request.user, request.account, call_id)
-            uuid = next((c.uuid for c in self.admin.status.calls() if c.id == call_id), "")
-            outcome = Outcome(start, {"call-id": str(call_id), "call-uuid": uuid})
-        return action_reply(outcome.result, outcome.error.text if outcome.error else "",
-                            self.admin.dispatcher.variables(outcome))
+            return self._scripted_result(exc, dict.fromkeys(ACTIONS["call-start"].returns, ""))
+        log.info("admin: %s calls %s (call %d)", request.user, request.account, call_id)
+        uuid = next((c.uuid for c in self.admin.status.calls() if c.id == call_id), "")
+        return self._scripted_result(None, {"call-id": str(call_id), "call-uuid": uuid})
+
+    def _remote_send(self, request: RemoteSend) -> Message:
+        """A scripted user sends an account a chat message (the reply names the chat), a buddy request or a file."""
+        scripted = self.admin.scripted
+        if scripted is None:
+            return error_reply(NO_SCRIPTED_USERS)
+        returned: dict[str, str] = {}
+        try:
+            if request.kind == "chat":
+                returned["chat-name"] = scripted.remote_message(request.user, request.account, request.text)
+            elif request.kind == "buddy":
+                scripted.remote_buddy_request(request.user, request.account, request.text)
+            else:
+                with tempfile.TemporaryDirectory() as folder:  # the gateway's own: a client's /tmp may not be
+                    source = Path(folder) / "received"
+                    source.write_bytes(request.data)
+                    scripted.remote_file(request.user, request.account, request.file_name, source)
+        except SkypeError as exc:
+            return self._scripted_result(exc, dict.fromkeys(returned, ""))
+        log.info("admin: %s sends %s a %s", request.user, request.account, SENT[request.kind])
+        return self._scripted_result(None, returned)
+
+    def _scripted_result(self, error: SkypeError | None, returned: dict[str, str]) -> Message:
+        """The result variables of an action: status, error, error text, then what it returns."""
+        dispatcher = self.admin.dispatcher
+        variables = dispatcher.variables(Outcome(None, error=error))
+        variables.update({variable(dispatcher.prefix, name): value for name, value in returned.items()})
+        return action_reply(error.code if error else "SUCCESS", error.text if error else "", variables)
 
     async def _follow(self, stream: asyncio.Queue[Message], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send `stream` until the client closes, the server stops, or the client lags."""
