@@ -378,7 +378,6 @@ def test_network_call_rings_the_account_from_a_scripted_user(tmp_path: Path) -> 
     run(body())
 
 
-
 def test_network_chat_buddy_and_file_reach_the_account_as_events(tmp_path: Path) -> None:
     """Every event flow of the dialplan library by hand: a scripted user writes, asks and sends a file."""
     async def body() -> None:

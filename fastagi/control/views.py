@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from ..ami import userevents
+from ..model.accounts import amount
 from ..model.events import Event
 from ..status import GatewayStatus
 from .protocol import Table
@@ -17,13 +18,8 @@ def timestamp(when: float) -> str:
     return datetime.fromtimestamp(when).astimezone().isoformat(timespec="milliseconds")
 
 
-def money(hundredths: int) -> str:
-    """An amount as people write it: 1050 hundredths is `10.50`."""
-    return f"{'-' if hundredths < 0 else ''}{abs(hundredths) // 100}.{abs(hundredths) % 100:02d}"
-
-
 def accounts(status: GatewayStatus) -> Table:
-    rows = [(a.name, a.network, a.status, a.fullname, money(a.balance), a.currency, a.calls, a.auth_policy)
+    rows = [(a.name, a.network, a.status, a.fullname, amount(a.balance), a.currency, a.calls, a.auth_policy)
             for a in status.accounts()]
     return Table(("account", "network", "status", "fullname", "balance", "currency", "calls", "auth_policy"), rows)
 
