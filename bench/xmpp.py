@@ -36,6 +36,7 @@ from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, percentile, pin, r
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from xmpp.server import Prosody  # noqa: E402 - the tests' throwaway server
 
+# every listener on a free port and every file in `folder`: a gateway on this machine's defaults is never touched
 GATEWAY = """
 [general]
 bind = 127.0.0.1
@@ -45,6 +46,8 @@ media_dir = {folder}
 incoming_dir = {folder}
 control_socket = {folder}/control.sock
 max_connections = 4096
+[audiosocket]
+port = 0
 [ami]
 enabled = yes
 port = {ami_port}

@@ -7,11 +7,14 @@ every server answers, no session fails, nothing is lost, every row is printed.
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
+from fastagi.config import Config, load_config
 from test_fuzz import PROPERTIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,3 +77,31 @@ def test_xmpp_bench_sends_through_prosody_and_every_peer_message_arrives(prosody
     gateway_rate, failed, bare_rate = float(row[1]), int(row[3]), float(row[5])
     assert gateway_rate > 0 and failed == 0 and bare_rate > 0, output
     assert re.search(r"peer message -> UserEvent at 40/s: p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms, 0 not arrived", output), output
+
+
+def gateway_configs(folder: Path) -> dict[str, Config]:
+    """Every configuration a benchmark writes for the `serve` it starts on a port it picked, as loaded with its blanks
+    filled in (bench.audiosocket runs its gateway in-process, on ports it sets to 0 in code)."""
+    (folder / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    blanks = defaultdict(lambda: "40000", folder=str(folder), ca=str(folder / "ca.pem"), extra="")  # the rest are ports
+    configs = {}
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        module = importlib.import_module(f"bench.{script.stem}")
+        for name, value in vars(module).items():
+            if isinstance(value, str) and "[general]\n" in value and "port = {port}\n" in value:
+                path = folder / f"{script.stem}.{name}.conf"
+                path.write_text(value.format_map(blanks))
+                configs[f"bench.{script.stem}.{name}"] = load_config(path)
+    return configs
+
+
+def test_no_benchmark_gateway_listens_on_this_machine_s_defaults(tmp_path: Path) -> None:
+    """A gateway may run here on the default ports: the benchmarks' own must take others, and keep their files apart."""
+    configs = gateway_configs(tmp_path)
+    assert set(configs) == {"bench.harness.GATEWAY_CONFIG", "bench.xmpp.GATEWAY"}
+    for name, config in configs.items():
+        assert config.general.port == 40000, name  # the free port the script picked
+        assert config.audiosocket.port == 0 or not config.audiosocket.enabled, name
+        assert config.general.metrics is None, name
+        for path in (config.general.control_socket, config.general.database):
+            assert Path(path).is_relative_to(tmp_path), (name, path)
