@@ -24,7 +24,7 @@ SERVER_CPU, LOAD_CPU = 0, 1
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 # every listener on a free port and every file in `folder`: a gateway on this machine's defaults is never touched
-GATEWAY_CONFIG = """
+GATEWAY_SERVERS = """
 [general]
 bind = 127.0.0.1
 port = {port}
@@ -36,6 +36,8 @@ max_connections = 4096
 {extra}
 [audiosocket]
 port = 0
+"""
+GATEWAY_CONFIG = GATEWAY_SERVERS + """
 [alice]
 type = account
 [bob]

@@ -31,23 +31,12 @@ import slixmpp
 from slixmpp.plugins.xep_0198.stanza import RequestAck
 
 from .agi_load import Measured, Target, offer_load
-from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, percentile, pin, raise_file_limit
+from .harness import GATEWAY_SERVERS, LOAD_CPU, SERVER_CPU, Server, free_port, percentile, pin, raise_file_limit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from xmpp.server import Prosody  # noqa: E402 - the tests' throwaway server
 
-# every listener on a free port and every file in `folder`: a gateway on this machine's defaults is never touched
-GATEWAY = """
-[general]
-bind = 127.0.0.1
-port = {port}
-database = {folder}/state.db
-media_dir = {folder}
-incoming_dir = {folder}
-control_socket = {folder}/control.sock
-max_connections = 4096
-[audiosocket]
-port = 0
+GATEWAY = GATEWAY_SERVERS + """
 [ami]
 enabled = yes
 port = {ami_port}
@@ -209,7 +198,7 @@ async def run(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as folder:
             port = free_port()
             (Path(folder) / "gateway.conf").write_text(GATEWAY.format(
-                port=port, folder=folder, ami_port=ami_port, c2s=server.c2s_port, ca=server.ca_file))
+                port=port, folder=folder, extra="", ami_port=ami_port, c2s=server.c2s_port, ca=server.ca_file))
             gateway = Server.start([sys.executable, "-m", "fastagi", "serve", "--config", f"{folder}/gateway.conf"],
                                    port, Path(folder) / "gateway.log")
             try:

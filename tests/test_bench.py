@@ -88,7 +88,7 @@ def gateway_configs(folder: Path) -> dict[str, Config]:
     for script in sorted((ROOT / "bench").glob("*.py")):
         module = importlib.import_module(f"bench.{script.stem}")
         for name, value in vars(module).items():
-            if isinstance(value, str) and "[general]\n" in value and "port = {port}\n" in value:
+            if isinstance(value, str) and "port = {port}\n" in value and "type = account\n" in value:
                 path = folder / f"{script.stem}.{name}.conf"
                 path.write_text(value.format_map(blanks))
                 configs[f"bench.{script.stem}.{name}"] = load_config(path)
