@@ -399,7 +399,7 @@ class Bench:
 
 
 # -- the gateway's log ----------------------------------------------------------------------------
-RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<logger>\S+): (?P<message>.*)$")
+RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d (?P<level>[A-Z]+) (?P<logger>\S+): (?P<message>.*)$")
 PEER = re.compile(r"(?: from|(?<=peer)) 127\.(\d+)\.(\d+)\.(\d+)\b")  # " from 127.0.1.3:", "peer 127.0.1.3 closed"
 UNIQUEID = re.compile(r"uniqueid=1795732263\.(\d+)\b")
 SESSION_TIMING = re.compile(r" \((\d+\.\d) ms\)$")  # a session line's end: how long the gateway took

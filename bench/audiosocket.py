@@ -56,6 +56,7 @@ bind = 127.0.0.1
 database = {folder}/state.db
 media_dir = {folder}
 incoming_dir = {folder}
+control_socket = {folder}/control.sock
 log_level = warning
 max_connections = 10000
 session_timeout = 600

@@ -21,8 +21,10 @@ from .ami.listener import AmiListener
 from .ami.settings import AmiSettings
 from .audiosocket.port import MediaSettings as SocketMediaSettings
 from .audiosocket.server import AudioSocketServer
+from . import eventlog
 from .bridge import CallBridge
 from .config import PROFILE_KEYS, Config, Section, settings
+from .control.history import EventHistory
 from .control.server import Admin, ControlServer
 from .loopmonitor import LoopMonitor
 from .manager.accounts import AccountManager
@@ -96,7 +98,9 @@ class Gateway:
         self.config = config
         general = config.general
         self.bus = EventBus()
+        eventlog.subscribe(self.bus)  # first: a subscriber's failure is logged after the event it failed on
         self.store = Store(general.database, general.database_sync)
+        self.history = EventHistory(self.store, self.bus)
         self.media = MediaEngine()
         self.loop_monitor = LoopMonitor()
         self.call_media = CallMedia(self.media, self.bus)
@@ -142,11 +146,20 @@ class Gateway:
         if self.action_metrics is not None:
             self.action_metrics.registry.register(StatusCollector(self.status))
         self.control = ControlServer(Path(general.control_socket),
-                                     Admin(self.status, self.dispatcher, self.bus, self.embedded))
+                                     Admin(self.status, self.dispatcher, self.bus, self.history, self.embedded))
         self.metrics: MetricsServer | None = None
 
     async def start(self) -> None:
         await self.control.start()  # first: refuses to run beside a live server
+        try:
+            await self._start_services()
+        except BaseException:  # a busy port: undo what started, the control socket file included
+            await self.stop()
+            raise
+        names = self.manager.accounts.names()
+        log.info("serving %d account(s): %s", len(names), ", ".join(names))
+
+    async def _start_services(self) -> None:
         if self.action_metrics is not None:
             self.metrics = MetricsServer(self.config.general.metrics, self.action_metrics.registry)
         self.loop_monitor.start()
@@ -157,8 +170,6 @@ class Gateway:
             await self.ami.start()
         await self.agi.start()
         await self.networks.start()
-        names = self.manager.accounts.names()
-        log.info("serving %d account(s): %s", len(names), ", ".join(names))
 
     async def stop(self) -> None:
         """Stop accepting, let sessions finish (bounded), end calls, flush state."""
@@ -175,6 +186,7 @@ class Gateway:
         self.call_media.close()
         await self.media.stop()
         self.loop_monitor.stop()
+        self.history.close()
         self.store.close()
         log.info("stopped")
 

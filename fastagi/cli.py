@@ -13,17 +13,22 @@ import asyncio
 import gc
 import json
 import logging
+import os
+import re
 import signal
 import sys
+import textwrap
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 from . import __version__, logs
 from .actions import ACTIONS
 from .actions.registry import Action
-from .config import Config, ConfigError, Problem, default_config, load_config
+from .config import DEFAULT_PATH, ENVIRONMENT, Config, ConfigError, Problem, config_path, load_config, read_config
 from .control.client import ControlClient, ControlError
-from .control.protocol import SHOWABLE, Message, RemoteCall, RunAction, Show, Table, table_of
+from .control.protocol import MAX_FILE, SHOWABLE, Message, RemoteCall, RemoteSend, RunAction, Show, Table, table_of
 from .manager.store import DatabaseInUse, database_problem
 
 log = logging.getLogger("fastagi")
@@ -31,32 +36,82 @@ log = logging.getLogger("fastagi")
 PROG = "skype-fastagi"
 CALL_PREFIX = "call-"  # `call-start` is `skype-fastagi call start`
 MAX_CELL = 48  # table cells past this are cut (the last column never is)
+HISTORY_LIMIT = 100  # calls `show history` prints unless --limit says otherwise
+AGO = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+NOUNS = {"history": ("ended call", "ended calls")}  # what the count under a table counts, when not `what` itself
+MONEY = re.compile(r"^-?\d+\.\d\d$")
+CONFIG_HELP = f"configuration file (default: ${ENVIRONMENT}, else {DEFAULT_PATH} if it exists, else the embedded defaults)"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # `show events --json | head -1`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail again
+        return 0
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, wrapped between words only: never inside `call-transfer` or `/etc/skype-fastagi`."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser and subparser formats its help with `_Formatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Skype ⇄ Asterisk gateway (FastAGI, AMI, AudioSocket)")
+    parser = _Parser(prog=PROG, description="Skype ⇄ Asterisk gateway (FastAGI, AMI, AudioSocket)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", metavar="FILE", help="configuration file (default: embedded defaults)")
+    serve.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     serve.set_defaults(run=lambda args: serve_command(args.config))
     check = commands.add_parser("check-config", help="report every problem of a configuration file")
-    check.add_argument("file")
-    check.set_defaults(run=lambda args: check_config(args.file))
+    check.add_argument("file", nargs="?", metavar="FILE", help="the file to check (the same as --config FILE)")
+    check.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    check.add_argument("--json", action="store_true", help="print the result as JSON for scripts")
+
+    def run_check(args: argparse.Namespace) -> int:
+        if args.file and args.config and args.file != args.config:
+            check.error("give the file once: FILE or --config FILE")
+        path = config_path(args.file or args.config)
+        if path is None:
+            check.error(f"no file to check: give FILE, set {ENVIRONMENT} or create {DEFAULT_PATH}")
+        return check_config(path, args.json)
+
+    check.set_defaults(run=run_check)
 
     client = _client_options()
-    show = commands.add_parser("show", parents=[client], help="show accounts, live calls, chats or recent events")
+    show = commands.add_parser("show", parents=[client], help="show accounts, live calls, chats, recent events or the call history")
     show.add_argument("what", choices=SHOWABLE)
     show.add_argument("--follow", action="store_true", help="events: go on printing new events until interrupted")
+    history = show.add_argument_group("history", "filters of `show history` (the calls that ended)")
+    history.add_argument("--account", metavar="NAME", help="calls of this account only")
+    history.add_argument("--since", metavar="TIME", type=_when,
+                         help="calls started at or after TIME: 2026-12-03, 2026-12-03T14:00 (local time unless an "
+                              "offset is given), or a time ago: 90s, 30m, 2h, 7d")
+    history.add_argument("--until", metavar="TIME", type=_when, help="calls started before TIME (as --since)")
+    history.add_argument("--limit", metavar="N", type=_positive, default=HISTORY_LIMIT,
+                         help=f"the newest N calls (default {HISTORY_LIMIT})")
 
     def run_show(args: argparse.Namespace) -> int:
         if args.follow and args.what != "events":
             show.error("--follow is only for `show events`")
+        given = [f"--{name}" for name in ("account", "since", "until") if getattr(args, name) is not None]
+        if given and args.what != "history":
+            show.error(f"{', '.join(given)}: only for `show history`")
         return _client_command(args, show_command)
 
     show.set_defaults(run=run_show)
@@ -84,21 +139,54 @@ def build_parser() -> argparse.ArgumentParser:
 
     generic.set_defaults(run=run_generic)
 
-    network = commands.add_parser("network", help="the embedded Skype network")
+    network = commands.add_parser("network", help="the embedded Skype network: its scripted users call, write, "
+                                                     "ask and send files to an account")
     network_commands = network.add_subparsers(dest="network_command", required=True, metavar="COMMAND")
+    scripted = _scripted_options()
     remote = network_commands.add_parser(
-        "call", parents=[client], help="a scripted user calls an account (try the incoming-call dialplan)")
-    remote.add_argument("user", help="a `type = user` of the configuration, e.g. echo123")
-    remote.add_argument("account", help="the account called")
+        "call", parents=[client, scripted], help="a scripted user calls an account (try the incoming-call dialplan)")
     remote.set_defaults(run=lambda args: _client_command(args, network_call_command))
+    chat = network_commands.add_parser("chat", parents=[client, scripted],
+                                       help="a scripted user sends an account a chat message (SkypeChatMessage)")
+    chat.add_argument("text", metavar="TEXT", help="the message")
+    chat.set_defaults(run=lambda args: _client_command(args, network_send_command), kind="chat")
+    buddy = network_commands.add_parser("buddy", parents=[client, scripted],
+                                        help="a scripted user asks an account to be a buddy (SkypeAuthRequest, or "
+                                             "the account's auth_policy answers)")
+    buddy.add_argument("--text", default="Please add me to your contacts", help="the request's text")
+    buddy.set_defaults(run=lambda args: _client_command(args, network_send_command), kind="buddy")
+    sent = network_commands.add_parser("file", parents=[client, scripted],
+                                       help="a scripted user sends an account a file (SkypeFileTransfer, stored in "
+                                            "incoming_dir)")
+    sent.add_argument("file", metavar="FILE", type=Path,
+                      help=f"a file on this machine, {MAX_FILE // 1024} KiB at most; the account receives a copy")
+    sent.add_argument("--name", help="the file name the account sees (default: FILE's own)")
+
+    def run_file(args: argparse.Namespace) -> int:
+        try:
+            size = args.file.stat().st_size
+        except OSError as exc:
+            sent.error(f"{args.file}: {exc.strerror}")
+        if size > MAX_FILE:
+            sent.error(f"{args.file}: {size} bytes; a file sent this way is {MAX_FILE // 1024} KiB at most")
+        return _client_command(args, network_send_command)
+
+    sent.set_defaults(run=run_file, kind="file")
     return parser
 
 
+def _scripted_options() -> argparse.ArgumentParser:
+    options = _Parser(add_help=False)
+    options.add_argument("user", metavar="USER", help="a scripted user: a `type = user` of the configuration, e.g. echo123")
+    options.add_argument("account", metavar="ACCOUNT", help="an account of this gateway on the embedded network")
+    return options
+
+
 def _client_options() -> argparse.ArgumentParser:
-    options = argparse.ArgumentParser(add_help=False)
+    options = _Parser(add_help=False)
     options.add_argument("--json", action="store_true", help="print JSON for scripts")
     options.add_argument("--socket", metavar="PATH", help="control socket (default: the config's control_socket)")
-    options.add_argument("--config", metavar="FILE", help="read control_socket from this configuration file")
+    options.add_argument("--config", metavar="FILE", help=f"where control_socket is read from: {CONFIG_HELP}")
     return options
 
 
@@ -109,6 +197,23 @@ def _add_action_parser(parent: Any, command: str, action: Action, client: argpar
     for argument in action.arguments:
         sub.add_argument(f"--{argument.name}", dest=argument.name, metavar="VALUE", required=argument.required, help=argument.doc)
     sub.set_defaults(run=lambda args: _client_command(args, call_command), action_name=action.name)
+
+
+def _when(text: str) -> float:
+    """Epoch seconds of `2026-12-03`, `2026-12-03T14:00[+01:00]` (local time without an offset) or `2h` (ago)."""
+    amount, unit = text[:-1], text[-1:]
+    if unit in AGO and amount.isdigit():
+        return time.time() - int(amount) * AGO[unit]
+    try:
+        return datetime.fromisoformat(text).astimezone().timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is no date, date and time, or time ago (90s, 30m, 2h, 7d)") from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 1 or more")
+    return int(text)
 
 
 def _name_value(text: str) -> tuple[str, str]:
@@ -122,21 +227,30 @@ def _name_value(text: str) -> tuple[str, str]:
 CONFIG_PROBLEM = 2  # exit status of `serve` and `check-config` for a file that cannot be used
 
 
-def check_config(path: str) -> int:
+def check_config(path: Path, as_json: bool = False) -> int:
     try:
-        config = usable_config(path)
+        config = usable(load_config(path))
     except ConfigError as exc:
-        _print_problems(exc)
-        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        return CONFIG_PROBLEM
-    print(f"{path}: OK ({len(config.accounts)} account(s), {len(config.users)} network user(s))")
-    return 0
+        problems = exc.problems
+    else:
+        problems = []
+    if as_json:
+        print(json.dumps({
+            "file": str(path), "ok": not problems,
+            "problems": [{"line": p.line or None, "reason": p.reason} for p in problems],
+            **({} if problems else {"accounts": list(config.accounts), "users": list(config.users)}),
+        }, indent=2, ensure_ascii=False))
+    elif problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+    else:
+        print(f"{path}: OK ({len(config.accounts)} account(s), {len(config.users)} network user(s))")
+    return CONFIG_PROBLEM if problems else 0
 
 
-def usable_config(path: str | None) -> Config:
-    """The configuration `serve` would run, checked as a file and against what it names on this machine
-    (the database); ConfigError lists every problem."""
-    config = load_config(path) if path else default_config()
+def usable(config: Config) -> Config:
+    """`config`, once checked against what it names on this machine (the database); ConfigError if unusable."""
     general = config.general
     reason = database_problem(Path(general.database))
     if reason is not None:
@@ -151,13 +265,19 @@ def _print_problems(error: ConfigError) -> None:
 
 def serve_command(path: str | None) -> int:
     try:
-        config = usable_config(path)
+        config = usable(read_config(path))
     except ConfigError as exc:
         _print_problems(exc)
         return CONFIG_PROBLEM
     logs.configure(config.general.log_level, sys.stderr)
+    log.info("%s %s, configuration: %s", PROG, __version__, config.source)
+    embedded = [name for name, section in config.accounts.items() if section.network == "embedded"]
+    if embedded:
+        log.info("%s on the embedded network: a simulation inside this gateway, for development, tests, "
+                 "demonstrations and training a dialplan; no call or message reaches a real person",
+                 ", ".join(embedded))
     try:
-        event_loop(config.general.event_loop)(_serve(config))
+        event_loop(config.general.event_loop)(_serve(config, first_steps(config, path)))
     except ImportError as exc:
         log.error("event_loop = %s, but it cannot be loaded (%s): pip install 'skype-fastagi[uvloop]'", config.general.event_loop, exc)
         return 1
@@ -182,11 +302,24 @@ def event_loop(name: str) -> Callable[[Coroutine[Any, Any, None]], None]:
     return asyncio.run
 
 
-async def _serve(config: Config) -> None:
+def first_steps(config: Config, given: str | None) -> str | None:
+    """What to try once the gateway runs on the embedded network, as commands to copy."""
+    account = next((name for name, section in config.accounts.items() if section.network == "embedded"), None)
+    if account is None:
+        return None
+    user = "echo123" if "echo123" in config.users else next(iter(config.users), account)
+    option = f" --config {given}" if given else ""
+    return (f"try: {PROG} call start{option} --account {account} --user-name {user} (a call to the echo test); "
+            f"{PROG} show calls{option}; {PROG} network call{option} {user} {account} (an incoming call)")
+
+
+async def _serve(config: Config, first: str | None = None) -> None:
     from .app import Gateway  # imported here so check-config stays light
 
     gateway = Gateway(config)
     await gateway.start()
+    if first is not None:
+        log.info("%s", first)
     gc.freeze()  # start-up objects live for good: keep them out of full collections, whose pauses make media ticks late
     gc.set_threshold(*GC_THRESHOLDS)
     stop = asyncio.Event()
@@ -220,12 +353,13 @@ def _client_command(args: argparse.Namespace, command: ClientCommand) -> int:
 def _socket_path(args: argparse.Namespace) -> Path:
     if args.socket:
         return Path(args.socket)
-    config = load_config(args.config) if args.config else default_config()
-    return Path(config.general.control_socket)
+    return Path(read_config(args.config).general.control_socket)
 
 
 def show_command(client: ControlClient, args: argparse.Namespace) -> int:
-    reply = client.request(Show(args.what, args.follow))
+    filters = {"account": args.account, "since": args.since, "until": args.until, "limit": args.limit} \
+        if args.what == "history" else {}
+    reply = client.request(Show(args.what, args.follow, **filters))
     if not reply["ok"]:
         return _refused(reply)
     table = table_of(reply)
@@ -248,7 +382,7 @@ def _follow(client: ControlClient, history: Table, as_json: bool) -> int:
             if "event" not in message:
                 return _refused(message)
             print(show(message["event"]), flush=True)
-    except (KeyboardInterrupt, BrokenPipeError):
+    except KeyboardInterrupt:
         return 0
     print(f"{PROG}: the server closed the connection", file=sys.stderr)
     return 1
@@ -266,6 +400,15 @@ def call_command(client: ControlClient, args: argparse.Namespace) -> int:
 
 def network_call_command(client: ControlClient, args: argparse.Namespace) -> int:
     return _print_result(client.request(RemoteCall(args.user, args.account)), args, "network call")
+
+
+def network_send_command(client: ControlClient, args: argparse.Namespace) -> int:
+    if args.kind == "file":
+        request = RemoteSend("file", args.user, args.account, file_name=args.name or args.file.name,
+                             data=args.file.read_bytes())
+    else:
+        request = RemoteSend(args.kind, args.user, args.account, text=args.text)
+    return _print_result(client.request(request), args, f"network {args.kind}")
 
 
 def _run_action(client: ControlClient, args: argparse.Namespace, name: str, raw: dict[str, str]) -> int:
@@ -294,17 +437,29 @@ def _refused(reply: Message) -> int:
 # -- output -----------------------------------------------------------------------------
 def render_table(table: Table, what: str) -> str:
     """Aligned columns under a header, then a count: `2 accounts`."""
-    header = [column.replace("_", " ").capitalize() for column in table.columns]
+    header = [_header(column) for column in table.columns]
     last = len(table.columns) - 1
     rows = [[_cell(value, cut=i != last) for i, value in enumerate(row)] for row in table.rows]
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-    numeric = [bool(table.rows) and all(isinstance(row[i], int) for row in table.rows) for i in range(len(header))]
+    numeric = [bool(table.rows) and all(_numeric(row[i]) for row in table.rows) for i in range(len(header))]
     lines = [
         "  ".join(text.rjust(width) if right else text.ljust(width) for text, width, right in zip(line, widths, numeric)).rstrip()
         for line in [header, *rows]
     ]
-    noun = what[:-1] if len(table.rows) == 1 else what
-    return "\n".join([*lines, f"{len(table.rows)} {noun}"])
+    one, many = NOUNS.get(what, (what[:-1], what))
+    return "\n".join([*lines, f"{len(table.rows)} {one if len(table.rows) == 1 else many}"])
+
+
+def _header(column: str) -> str:
+    """`partner_name` is `Partner name`; `duration_seconds` is `Duration (s)`."""
+    name, unit = (column.removesuffix("_seconds"), " (s)") if column.endswith("_seconds") else (column, "")
+    return name.replace("_", " ").capitalize() + unit
+
+
+def _numeric(value: Any) -> bool:
+    """Right-aligned: numbers, and amounts of money (`10.50`)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or \
+        (isinstance(value, str) and MONEY.match(value) is not None)
 
 
 def event_line(record: dict[str, Any]) -> str:

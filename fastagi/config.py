@@ -9,11 +9,14 @@ keys, bad values and duplicate sections or keys are errors, never silently ignor
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.util
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import asterisk.config
 
@@ -66,6 +69,13 @@ def one_of(*choices: str) -> Callable[[str], str]:
         return text.lower()
 
     return parse
+
+
+def event_loop(text: str) -> str:
+    name = one_of("asyncio", "uvloop")(text)
+    if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ValueProblem("uvloop is not installed here (pip install 'skype-fastagi[uvloop]')")
+    return name
 
 
 def matching(pattern: str, what: str) -> Callable[[str], str]:
@@ -153,7 +163,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("max_file_size", int_in(1, 1_000_000), 100, "largest file, MiB, that file-send sends and an XMPP account receives"),
         Key("variable_prefix", matching(r"^[A-Z][A-Z0-9_]{0,30}$", "an upper-case variable prefix"), "SKYPE_", "prefix of every channel variable set"),
         Key("log_level", one_of("debug", "info", "warning", "error"), "info", "debug | info | warning | error"),
-        Key("event_loop", one_of("asyncio", "uvloop"), "asyncio", "asyncio | uvloop (faster; needs pip install 'skype-fastagi[uvloop]')"),
+        Key("event_loop", event_loop, "asyncio", "asyncio | uvloop (faster; needs pip install 'skype-fastagi[uvloop]')"),
         Key("environment_timeout", seconds, 5.0, "seconds a client has to send its AGI environment"),
         Key("session_timeout", seconds, 60.0, "cap on one AGI session, seconds"),
         Key("max_connections", int_in(1, 100000), 2048, "AGI connections open at once; more are refused"),
@@ -225,7 +235,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("answer_delay", seconds, 2.0, "seconds of ringing before an answer / busy / refusal"),
         Key("auth_policy", one_of("allow", "deny", "ignore"), "allow", "how this user answers buddy requests"),
         Key("voicemail", parse_bool, True, "this user's voicemail is enabled"),
-        Key("greeting", path, None, "WAV an `answer` user plays to the caller"),
+        Key("greeting", path, None, "WAV an `answer` user plays to the caller (a relative name is under media_dir)"),
     ),
 }
 SECTION_TYPES = ("account", "user")
@@ -237,10 +247,11 @@ XMPP_KEYS = ("jid", "password", "xmpp_server", "xmpp_port", "xmpp_tls", "xmpp_ca
 class Problem:
     file: str
     line: int
+    """0 for a problem of the file as a whole."""
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+        return f"{self.file}:{self.line}: {self.reason}" if self.line else f"{self.file}: {self.reason}"
 
 
 class ConfigError(Exception):
@@ -295,16 +306,42 @@ def _defaults(kind: str) -> dict[str, Any]:
     return {k.name: ([] if k.repeatable else k.default) for k in SCHEMA[kind]}
 
 
+DEFAULT_PATH = Path("/etc/skype-fastagi/skype-fastagi.conf")
+ENVIRONMENT = "SKYPE_FASTAGI_CONFIG"
+
+
+def config_path(given: str | None, environ: Mapping[str, str] | None = None, default: Path = DEFAULT_PATH) -> Path | None:
+    """The file a command reads: `--config FILE`, else `$SKYPE_FASTAGI_CONFIG` (set empty: no file), else
+    `default` when it exists; None: the embedded defaults."""
+    if given:
+        return Path(given)
+    environ = os.environ if environ is None else environ
+    if ENVIRONMENT in environ:
+        return Path(environ[ENVIRONMENT]) if environ[ENVIRONMENT] else None
+    return default if default.exists() else None
+
+
+def read_config(given: str | None) -> Config:
+    """The configuration a command runs on (see `config_path`); ConfigError when its file has problems."""
+    path = config_path(given)
+    return load_config(path) if path is not None else default_config()
+
+
 def default_config() -> Config:
     """What `serve` runs on with no file: one account `demo`, echo123, AMI off."""
-    demo = _defaults("account")
-    demo.update(fullname="Demo Account", balance=1000)
     return _finish(Config(
         general=Section("general", 0, _defaults("general")),
         ami=Section("ami", 0, _defaults("ami")),
         audiosocket=Section("audiosocket", 0, _defaults("audiosocket")),
-        accounts={"demo": Section("demo", 0, demo)},
+        accounts=demo_accounts(),
     ))
+
+
+def demo_accounts() -> dict[str, Section]:
+    """The account of the embedded defaults, also served by a file that declares no account of its own."""
+    demo = _defaults("account")
+    demo.update(fullname="Demo Account", balance=1000)
+    return {"demo": Section("demo", 0, demo)}
 
 
 def builtin_users() -> dict[str, Section]:
@@ -363,6 +400,12 @@ def _loopback(server: str) -> bool:
         return ipaddress.ip_address(server.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _close_match(word: str, choices: list[str]) -> str | None:
+    """The choice `word` was probably meant to be (a typo, another case), if any."""
+    found = difflib.get_close_matches(word.lower(), choices, n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 # -- reading a file ------------------------------------------------------------
@@ -428,6 +471,7 @@ class _Builder:
         self.filename = filename
         self.problems = problems
         self.seen: dict[str, int] = {}
+        self.names: dict[str, tuple[str, int]] = {}  # account and user names, lower-cased: (name, line)
         self.fixed = {kind: Section(kind, 0, _defaults(kind)) for kind in ("general", "ami", "audiosocket")}
         self.accounts: dict[str, Section] = {}
         self.users: dict[str, Section] = {}
@@ -445,12 +489,15 @@ class _Builder:
         if name in self.fixed:
             self._fill(self.fixed[name], name, items)
             return
-        kind = next((value for key, value, _ in items if key == "type"), None)
-        if kind not in SECTION_TYPES:
-            self.problem(category.number, f"section [{name}] needs type = account or type = user")
+        kind = self._kind(name, category.number, items)
+        if kind is None:
             return
         if not SKYPE_NAME.match(name):
             self.problem(category.number, f"[{name}] is not a valid Skype name")
+            return
+        first = self.names.setdefault(name.lower(), (name, category.number))
+        if first[0] != name:
+            self.problem(category.number, f"[{name}] is [{first[0]}] again (line {first[1]}): Skype names ignore case")
             return
         section = Section(name, category.number, _defaults(kind))
         self._fill(section, kind, items)
@@ -458,6 +505,25 @@ class _Builder:
             for line, reason in account_problems(section):
                 self.problem(line, reason)
         (self.accounts if kind == "account" else self.users)[name] = section
+
+    def _kind(self, name: str, line: int, items: list[tuple[str, str, int]]) -> str | None:
+        """The `type` of a section that is not a fixed one, or None once its problem is reported."""
+        given = next(((value, number) for key, value, number in items if key == "type"), None)
+        if given is None:
+            fixed = _close_match(name, list(self.fixed))
+            if fixed:
+                self.problem(line, f"unknown section [{name}]: did you mean [{fixed}]? "
+                                   "(an account or a user needs type = account or type = user)")
+            else:
+                self.problem(line, f"section [{name}] needs type = account or type = user")
+            return None
+        kind, number = given
+        if kind not in SECTION_TYPES:
+            near = _close_match(kind, list(SECTION_TYPES))
+            self.problem(number, f"type: {kind!r} is not one of {', '.join(SECTION_TYPES)}"
+                                 + (f": did you mean {near}?" if near else ""))
+            return None
+        return kind
 
     def _fill(self, section: Section, kind: str, items: list[tuple[str, str, int]]) -> None:
         keys = {k.name: k for k in SCHEMA[kind]}
@@ -482,12 +548,26 @@ class _Builder:
             else:
                 section.values[key_name] = parsed
 
+    def _check_wav(self, line: int, key: str, path: Path) -> None:
+        """A WAV the gateway will play: it must be there and readable now, not fail at call time."""
+        from .media.errors import MediaFileError  # here: only a file that names a WAV pays for numpy
+        from .media.wav import load_wav
+
+        try:
+            load_wav(path)
+        except MediaFileError as exc:
+            self.problem(line, f"{key}: {exc.text}")
+
     def result(self) -> Config:
         ami = self.fixed["ami"]
         if ami.enabled and not ami.username:
             self.problem(self.seen.get("ami", 0), "[ami] enabled = yes needs a username")
         if ami.incoming_media == "audiosocket" and not self.fixed["audiosocket"].enabled:
             self.problem(self.seen.get("ami", 0), "[ami] incoming_media = audiosocket needs [audiosocket] enabled = yes")
-        if not self.accounts:
-            self.problem(0, "no account section (type = account): nothing to serve")
-        return Config(self.fixed["general"], self.fixed["ami"], self.fixed["audiosocket"], self.accounts, self.users)
+        media_dir = self.fixed["general"].media_dir
+        for user in self.users.values():
+            if user.greeting is not None:
+                user.values["greeting"] = media_dir / user.greeting  # an absolute name stays itself
+                self._check_wav(user.lines["greeting"], "greeting", user.greeting)
+        accounts = self.accounts or demo_accounts()
+        return Config(self.fixed["general"], self.fixed["ami"], self.fixed["audiosocket"], accounts, self.users)

@@ -8,32 +8,77 @@ its timestamp formatted anew with `strftime` cost about a sixth of a session's C
   outside the loop (start-up, shutdown, other threads), are written at once, after the
   lines before them, so nothing is reordered and a crash report is never held back.
 - `Formatter` computes the date and time part of `asctime` once per second.
+
+Under systemd, when stderr is the journal's stream (`JOURNAL_STREAM` names it), a line
+carries no time (the journal stamps it) and starts with its syslog priority (`<6>` for
+INFO), which the journal reads as the entry's priority (`journalctl -p warning`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from typing import TextIO
+from typing import Mapping, TextIO
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JOURNAL_FORMAT = "%(name)s: %(message)s"
+# syslog priorities (sd-daemon.h: SD_CRIT … SD_DEBUG), from the most severe level down
+PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+DEBUG_PRIORITY = 7
 
 
 class Formatter(logging.Formatter):
-    """logging's default `asctime` (`2026-11-27 03:34:56,123`), its `strftime` run once per second."""
+    """`asctime` as ISO 8601 local time with its UTC offset (`2026-11-27T03:34:56.123+01:00`, as `show events`
+    writes it), its `strftime` run once per second."""
 
     def __init__(self, fmt: str = FORMAT) -> None:
         super().__init__(fmt)
         self._second = -1
         self._stamp = ""
+        self._offset = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
         second = int(record.created)
         if second != self._second:
-            self._stamp = time.strftime(self.default_time_format, self.converter(second))
+            local = time.localtime(second)
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local)
+            self._offset = utc_offset(local.tm_gmtoff)
             self._second = second
-        return self.default_msec_format % (self._stamp, record.msecs)
+        return f"{self._stamp}.{int(record.msecs):03d}{self._offset}"
+
+
+def utc_offset(seconds: int) -> str:
+    """`+01:00`, `-03:30`, `+00:00`."""
+    sign = "-" if seconds < 0 else "+"
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}"
+
+
+class JournalFormatter(logging.Formatter):
+    """`<6>fastagi.agi: …`: the syslog priority first, no time (the journal has its own)."""
+
+    def __init__(self) -> None:
+        super().__init__(JOURNAL_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{priority(record.levelno)}>{super().format(record)}"
+
+
+def priority(level: int) -> int:
+    return next((value for least, value in PRIORITIES if level >= least), DEBUG_PRIORITY)
+
+
+def under_journald(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `stream` is the journal's stream: `JOURNAL_STREAM` is `device:inode` of it (systemd.exec(5))."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    try:
+        info = os.fstat(stream.fileno())
+        return (info.st_dev, info.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError, AttributeError):  # no such variable, or a stream without a file (tests)
+        return False
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -75,9 +120,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure(level: str, stream: TextIO) -> None:
-    """The root logger for `serve`: one batching handler on `stream`, logging's default line format."""
+    """The root logger for `serve`: one batching handler on `stream`, in the journal's format under systemd."""
     handler = BatchingStreamHandler(stream)
-    handler.setFormatter(Formatter())
+    handler.setFormatter(JournalFormatter() if under_journald(stream) else Formatter())
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # the format uses none of these: not collecting them makes each log record much cheaper
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

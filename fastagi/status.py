@@ -38,6 +38,21 @@ class ChatState:
 
 
 @dataclass(frozen=True)
+class EndedCall:
+    """A call of the history: how it ended."""
+
+    id: int
+    account: str
+    partner: str
+    direction: str
+    status: str
+    reason: str
+    started: float
+    duration: float
+    """Seconds from the answer to the end (0 for a call never answered)."""
+
+
+@dataclass(frozen=True)
 class AmiState:
     connected: bool
     queued: int
@@ -76,6 +91,15 @@ class GatewayStatus:
                       not chat["left_at"], chat["created"])
             for name in self._manager.accounts.names()
             for chat in store.chats(name)
+        ]
+
+    def history(self, account: str | None = None, since: float | None = None, until: float | None = None,
+                limit: int | None = None) -> list[EndedCall]:
+        """Ended calls, oldest first (the store's call history; see `Store.call_history` for the filters)."""
+        return [
+            EndedCall(row["id"], row["account"], row["partner"], row["direction"], row["status"],
+                      row["failure_reason"], row["started"], row["duration"])
+            for row in self._manager.store.call_history(account, since, until, limit)
         ]
 
     @property

@@ -15,10 +15,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fastagi.ami import userevents  # noqa: E402
 from fastagi.app import Gateway, with_ports  # noqa: E402
-from fastagi.config import load_config  # noqa: E402
+from fastagi.config import ENVIRONMENT, load_config  # noqa: E402
 from fastagi.model.events import Event  # noqa: E402
 
 import pytest  # noqa: E402
+
+# No test, nor any command it runs, reads the machine's configuration (/etc/skype-fastagi/…):
+# set empty, the variable means "no file, the embedded defaults" unless --config says otherwise.
+os.environ[ENVIRONMENT] = ""
 
 ACCOUNTS = """
 [alice]

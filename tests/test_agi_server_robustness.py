@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
+import re
 import resource
 import socket
+import struct
 import time
 from pathlib import Path
 
@@ -14,6 +17,9 @@ import pytest
 
 from conftest import running_gateway, run
 from doubles.asterisk_agi import FakeAsterisk, environment
+from fastagi.agi.protocol import AgiConnection
+from fastagi.agi.server import AgiServer, AgiServerSettings, _AgiProtocol
+from fastagi.agi.session import AgiSession, SessionClosed
 
 HALF_ENVIRONMENT = b"agi_network: yes\nagi_network_script: get-profile-balance?account=alice\nagi_chan"
 
@@ -259,3 +265,73 @@ def test_peer_leaving_while_a_reply_is_awaited_is_no_error(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert any("action=get-profile-balance (no arguments) -> not run: the peer closed the connection" in r.getMessage()
                for r in caplog.records)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+@pytest.mark.parametrize("script", ["list-registered", "get-profile-balance", "nosuch?account=alice",
+                                    "chatmessage-send?account=alice&user-name=bob&message-body=%ff"])
+def test_a_peer_that_sends_its_environment_and_leaves_is_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, script: str, reset: bool
+) -> None:
+    """The session's own line says the peer left (not run, or not delivered); no `lost: [Errno …]` line beside it,
+    and arguments never read are not called `(no arguments)`."""
+    async def body() -> None:
+        async with running_gateway(tmp_path) as gw:
+            with socket.create_connection(("127.0.0.1", gw.agi.port)) as peer:
+                peer.sendall(environment(script, [], "1.9", "PJSIP/1000-9", gw.agi.port))
+                if reset:
+                    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            for _ in range(100):
+                if any(r.name == "fastagi.session" for r in caplog.records) and gw.agi.active == 0:
+                    break
+                await asyncio.sleep(0.02)
+
+    with caplog.at_level(logging.DEBUG):
+        run(body())
+    [line] = [r.getMessage() for r in caplog.records if "1.9" in r.getMessage() or "AGI connection" in r.getMessage()]
+    name = script.partition("?")[0]
+    arguments = "(arguments not read)" if "?" in script else "(no arguments)"
+    assert line.startswith(f"uniqueid=1.9 channel=PJSIP/1000-9 action={name} {arguments} -> "), line
+    assert re.search(r" -> (not run|.*, not delivered): the peer closed the connection \(\d+\.\d ms\)$", line), line
+
+
+class _GoneTransport(asyncio.Transport):
+    """A connection whose peer reset it before it was accepted, or before the gateway half-closed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return None  # getpeername() failed: ENOTCONN
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+
+def test_a_connection_reset_before_it_was_accepted_is_not_refused(caplog: pytest.LogCaptureFixture) -> None:
+    """No address to judge: it is no `refused AGI connection from ?: not in permit` warning, and no refusal counted."""
+    server = AgiServer(AgiServerSettings(), handler=lambda session: asyncio.sleep(0))
+    transport = _GoneTransport()
+    with caplog.at_level(logging.INFO):
+        _AgiProtocol(server).connection_made(transport)
+    assert transport.aborted and server.refused == 0 and caplog.records == []
+
+
+def test_a_peer_gone_when_the_results_are_half_closed_is_a_closed_session() -> None:
+    async def body() -> None:
+        connection = AgiConnection()
+        [environment] = connection.receive_data(b"agi_network_script: list-registered\n\n")
+        session = AgiSession(_GoneTransport(), connection, environment)
+        with pytest.raises(SessionClosed):
+            await session.finish(['SET VARIABLE SKYPE_STATUS "SUCCESS"'])
+    run(body())

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fastagi.config import load_config
 from test_fuzz import PROPERTIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +82,23 @@ def test_jingle_bench_runs_echo_calls_through_the_gateway_and_the_bare_pair(pros
     [row] = [line.split() for line in output.splitlines() if re.match(r"^\s+2\s+\d", line)]
     gateway_cpu, late, bare_cpu = float(row[1]), float(row[2].rstrip("%")), float(row[5])
     assert gateway_cpu > 0 and bare_cpu > 0 and late < 50, output  # the echo came back through both
+
+
+def test_no_benchmark_gateway_listens_on_this_machine_s_defaults(tmp_path: Path) -> None:
+    """A gateway may run here on the default ports: the benchmarks' own take others and keep their files apart."""
+    from bench.harness import EMBEDDED, gateway_config
+    from bench.xmpp import AMI, XMPP_ACCOUNT
+
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    xmpp = AMI.format(ami_port=40001) + XMPP_ACCOUNT.format(c2s=40002, ca=tmp_path / "ca.pem")
+    for sections in (EMBEDDED, xmpp):
+        path = tmp_path / "gateway.conf"
+        path.write_text(gateway_config(40000, tmp_path, sections=sections))
+        config = load_config(path)
+        assert config.general.port == 40000 and config.audiosocket.port != 4575 and config.general.metrics is None
+        for file in (config.general.control_socket, config.general.database):
+            assert Path(file).is_relative_to(tmp_path), file
+    copies = [script.name for script in (ROOT / "bench").glob("*.py") if "\n[general]\n" in script.read_text()]
+    # every `serve` a benchmark starts is configured by the harness; bench.audiosocket runs its gateway in-process,
+    # its listeners on port 0 set in code
+    assert sorted(copies) == ["audiosocket.py", "harness.py"]

@@ -171,7 +171,9 @@ async def test_every_wrong_state_is_invalid_call_status(gw, dial, rec) -> None: 
     assert (await dial("alice", "call-transfer", call_id=out, user_name="carol"))["SKYPE_ERROR"] == "cannot_transfer"
     live = await start(dial, "alice", "echo123")
     await rec.status("alice", live, "INPROGRESS")
-    assert (await dial("alice", "call-answer", call_id=live))["SKYPE_ERROR"] == "invalid_call_status"
+    answered = await dial("alice", "call-answer", call_id=live)
+    assert (answered["SKYPE_ERROR"], answered["SKYPE_ERROR_TEXT"]) == (
+        "invalid_call_status", f"call {live} is outgoing and INPROGRESS: only a ringing incoming call can be answered")
     assert (await dial("alice", "call-resume", call_id=live))["SKYPE_ERROR"] == "invalid_call_status"
     assert (await dial("alice", "call-vm", call_id=live))["SKYPE_ERROR"] == "invalid_call_status"
     assert (await dial("alice", "call-dtmf", call_id=live, code="12A"))["SKYPE_ERROR"] == "invalid-argument"
@@ -206,6 +208,17 @@ async def test_call_vm_between_accounts(gw, dial, rec) -> None:  # type: ignore[
     voicemail = await rec.wait(lambda e: e.kind == "Voicemail")
     assert (voicemail.account, voicemail.fields["Partner"]) == ("alice", "bob")
     assert rec.statuses("alice", incoming) == ["RINGING", "VM_BUFFERING_GREETING", "VM_PLAYING_GREETING", "VM_RECORDING", "VM_UPLOADING", "VM_SENT"]
+
+
+@scenario
+async def test_a_voicemail_lasts_as_long_as_its_message(gw, dial, rec) -> None:  # type: ignore[no-untyped-def]
+    """A scripted caller speaks 2 s into voicemail: Duration=2, not counting the ringing and the 1 s greeting."""
+    gw.embedded.timing = Timing(vm_greeting=1.0, vm_message=2.0, vm_upload=0.02, ring_timeout=0.3)
+    incoming = gw.embedded.remote_call("answerer", "alice")
+    await asyncio.sleep(0.2)  # ringing
+    assert (await dial("alice", "call-vm", call_id=str(incoming)))["SKYPE_STATUS"] == "SUCCESS"
+    voicemail = await rec.wait(lambda e: e.kind == "Voicemail", 10)
+    assert voicemail.fields["Duration"] == "2"  # from the call's creation it was 3.2 s
 
 
 @scenario

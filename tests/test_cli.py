@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +16,8 @@ import pytest
 
 from conftest import ACCOUNTS, USERS, run, write_config
 from doubles.asterisk_agi import FakeAsterisk
+from fastagi import __version__
+from fastagi.config import ENVIRONMENT
 
 COMMAND = [sys.executable, "-m", "fastagi"]
 
@@ -24,9 +28,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+def start_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})}
     return subprocess.Popen([*COMMAND, "serve", *args], cwd=cwd, env=env, stderr=subprocess.PIPE)
+
+
+def served_config(tmp_path: Path, general: str = "") -> tuple[Path, int]:
+    """A configuration of its own for `serve`: a free FastAGI port, AudioSocket on any free port, state in `tmp_path`."""
+    port = free_port()
+    return write_config(tmp_path, ACCOUNTS + USERS + "[audiosocket]\nport = 0\n", f"port = {port}\n{general}"), port
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -46,23 +56,63 @@ def agi(port: int, script: str, *args: str):  # type: ignore[no-untyped-def]
 
 
 def test_serve_without_arguments_answers_for_demo(tmp_path: Path) -> None:
-    process = start_server(tmp_path)
+    """`serve` alone, as the README's first command, its ports moved by the file the environment names
+    (a gateway may run on the default ports of this machine)."""
+    port = free_port()
+    ports = tmp_path / "ports.conf"
+    ports.write_text(f"[general]\nport = {port}\n[audiosocket]\nport = 0\n")
+    process = start_server(tmp_path, env={ENVIRONMENT: str(ports)})
     try:
-        wait_for_port(4573, process)
-        result = agi(4573, "get-profile-balance")
+        wait_for_port(port, process)
+        result = agi(port, "get-profile-balance")
         assert result.skype()["SKYPE_STATUS"] == "SUCCESS"
         assert (result.skype()["SKYPE_BALANCE"], result.skype()["SKYPE_BALANCE_CURRENCY"]) == ("1000", "EUR")
-        listed = agi(4573, "list-registered")
+        listed = agi(port, "list-registered")
         assert listed.skype()["SKYPE_REGISTERED_1"] == "demo"
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     assert (tmp_path / "skype-fastagi.db").exists()
+    lines = [line.split(" ", 1)[1] for line in process.stderr.read().decode().splitlines()] if process.stderr else []
+    assert lines[:2] == [
+        f"INFO fastagi: skype-fastagi {__version__}, configuration: {ports}",
+        "INFO fastagi: demo on the embedded network: a simulation inside this gateway, for development, tests, "
+        "demonstrations and training a dialplan; no call or message reaches a real person",
+    ]
+    assert ("INFO fastagi: try: skype-fastagi call start --account demo --user-name echo123 (a call to the echo test); "
+            "skype-fastagi show calls; skype-fastagi network call echo123 demo (an incoming call)") in lines
+
+
+def test_serve_under_journald_logs_priorities_without_times(tmp_path: Path) -> None:
+    config, port = served_config(tmp_path)
+    with open(tmp_path / "journal", "wb") as journal:
+        info = os.fstat(journal.fileno())
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        process = subprocess.Popen([*COMMAND, "serve", "--config", str(config)], cwd=tmp_path, env=env, stderr=journal)
+        try:
+            wait_for_port(port, process)
+            assert agi(port, "call-start?account=alice&user-name=erin").skype()["SKYPE_STATUS"] == "SUCCESS"
+            deadline = time.monotonic() + 5
+            while "status=FAILED" not in (tmp_path / "journal").read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(10) == 0
+    lines = (tmp_path / "journal").read_text().splitlines()
+    assert lines[:2] == [
+        f"<6>fastagi: skype-fastagi {__version__}, configuration: {config}",
+        "<6>fastagi: alice, bob on the embedded network: a simulation inside this gateway, for development, tests, "
+        "demonstrations and training a dialplan; no call or message reaches a real person",
+    ]
+    assert (f"<6>fastagi: try: skype-fastagi call start --config {config} --account alice --user-name echo123 "
+            f"(a call to the echo test); skype-fastagi show calls --config {config}; "
+            f"skype-fastagi network call --config {config} echo123 alice (an incoming call)") in lines
+    assert "<6>fastagi.events: call account=alice call=1 partner=erin direction=outgoing status=FAILED reason='user is offline'" in lines
+    assert all(re.match(r"<[2-7]>fastagi[.\w]*: ", line) for line in lines), lines
 
 
 def test_sigint_with_a_session_running_exits_cleanly(tmp_path: Path) -> None:
-    port = free_port()
-    config = write_config(tmp_path, ACCOUNTS + USERS, f"port = {port}\nshutdown_grace = 1")
+    config, port = served_config(tmp_path, "shutdown_grace = 1")
     process = start_server(tmp_path, "--config", str(config))
     wait_for_port(port, process)
     half = socket.create_connection(("127.0.0.1", port))
@@ -76,8 +126,7 @@ def test_sigint_with_a_session_running_exits_cleanly(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 def test_state_survives_a_kill_and_restart(tmp_path: Path, event_loop: str) -> None:
-    port = free_port()
-    config = write_config(tmp_path, ACCOUNTS + USERS, f"port = {port}\nsms_price = 10\nevent_loop = {event_loop}")
+    config, port = served_config(tmp_path, f"sms_price = 10\nevent_loop = {event_loop}")
     process = start_server(tmp_path, "--config", str(config))
     wait_for_port(port, process)
     chat = agi(port, "chatmessage-send?account=alice&user-name=bob&message-body=remember%20me").skype()["SKYPE_CHAT_NAME"]
@@ -122,6 +171,32 @@ def test_check_config_reports_every_problem(tmp_path: Path) -> None:
                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert ok.returncode == 0, ok.stderr
     assert "2 account(s)" in ok.stdout
+
+
+def check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, "check-config", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})})
+
+
+def test_check_config_takes_config_like_every_command_and_answers_scripts_in_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[genral]\nport = 4999\n[bob]\ntype = acount\n")
+    done = check("--config", str(bad), "--json")
+    assert done.returncode == 2
+    assert json.loads(done.stdout) == {"file": str(bad), "ok": False, "problems": [
+        {"line": 1, "reason": "unknown section [genral]: did you mean [general]? "
+                              "(an account or a user needs type = account or type = user)"},
+        {"line": 4, "reason": "type: 'acount' is not one of account, user: did you mean account?"},
+    ]}
+    good = write_config(tmp_path, ACCOUNTS + USERS)
+    done = check("--json", env={ENVIRONMENT: str(good)})  # the file the environment names, as serve reads it
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == {"file": str(good), "ok": True, "problems": [],
+                                       "accounts": ["alice", "bob"], "users": ["carol", "dave", "erin", "echo123"]}
+    missing = check("--json", str(tmp_path / "none.conf"))
+    assert json.loads(missing.stdout)["problems"] == [{"line": None, "reason": "cannot read: No such file or directory"}]
+    nothing = check()  # the tests' environment names no file: nothing to check
+    assert nothing.returncode == 2 and f"no file to check: give FILE, set {ENVIRONMENT}" in nothing.stderr
 
 
 def test_serve_refuses_a_bad_file(tmp_path: Path) -> None:

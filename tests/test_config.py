@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import wave
 from pathlib import Path
 
 import pytest
 
 from fastagi.ami.settings import AmiSettings
-from fastagi.config import ConfigError, load_config, settings
+from fastagi.config import DEFAULT_PATH, ENVIRONMENT, ConfigError, config_path, load_config, settings
 
 ACCOUNT = "[alice]\ntype = account\n"
 
@@ -71,3 +73,73 @@ def test_xmpp_keys_on_an_embedded_account_are_refused(tmp_path: Path) -> None:
     assert problems(tmp_path, ACCOUNT + "jid = alice@example.org\nstun_server = stun.example.org:3478\n") == [
         f"{path}:3: jid: [alice] is not on the xmpp network (network = xmpp)",
         f"{path}:4: stun_server: [alice] is not on the xmpp network (network = xmpp)"]
+
+
+def test_a_file_without_an_account_serves_demo_as_the_defaults_do(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.conf"
+    path.write_text("[general]\nport = 4999\n[audiosocket]\nport = 4998\n")
+    config = load_config(path)
+    assert (config.general.port, config.audiosocket.port) == (4999, 4998)
+    assert list(config.accounts) == ["demo"] and config.accounts["demo"].balance == 1000
+    path.write_text("[carol]\ntype = user\n" + ACCOUNT)
+    assert list(load_config(path).accounts) == ["alice"]  # an account of its own: no demo
+
+
+def test_the_file_a_command_reads(tmp_path: Path) -> None:
+    etc = tmp_path / "etc.conf"
+    given = str(tmp_path / "given.conf")
+    assert config_path(None, {}, etc) is None  # no file anywhere: the embedded defaults
+    etc.write_text(ACCOUNT)
+    assert config_path(None, {}, etc) == etc  # the system's file, once it exists
+    assert config_path(None, {ENVIRONMENT: "/srv/gw.conf"}, etc) == Path("/srv/gw.conf")
+    assert config_path(None, {ENVIRONMENT: ""}, etc) is None  # set empty: no file at all
+    assert config_path(given, {ENVIRONMENT: "/srv/gw.conf"}, etc) == Path(given)  # --config wins
+    assert DEFAULT_PATH == Path("/etc/skype-fastagi/skype-fastagi.conf")
+
+
+@pytest.mark.parametrize("text, line, reason", [
+    ("[genral]\nport = 4999\n", 1,
+     "unknown section [genral]: did you mean [general]? (an account or a user needs type = account or type = user)"),
+    ("[AMI]\nenabled = no\n", 1,
+     "unknown section [AMI]: did you mean [ami]? (an account or a user needs type = account or type = user)"),
+    ("[dora]\nfullname = Dora\n", 1, "section [dora] needs type = account or type = user"),
+    ("[bob]\nfullname = Bob\ntype = acount\n", 3, "type: 'acount' is not one of account, user: did you mean account?"),
+    ("[bob]\ntype = user\n[BOB]\ntype = user\n", 3, "[BOB] is [bob] again (line 1): Skype names ignore case"),
+    ("[general]\nmedia_dir = {tmp}\n[carol]\ntype = user\ngreeting = hello.wav\n", 5,
+     "greeting: {tmp}/hello.wav does not exist"),
+    ("[carol]\ntype = user\ngreeting = {tmp}/notes.txt\n", 3,
+     "greeting: {tmp}/notes.txt: not a WAV file (shorter than a RIFF header)"),
+])
+def test_mistakes_are_named_where_they_are(tmp_path: Path, text: str, line: int, reason: str) -> None:
+    (tmp_path / "notes.txt").write_text("not audio")
+    assert problems(tmp_path, text.format(tmp=tmp_path) + ACCOUNT) == [
+        f"{tmp_path / 'gateway.conf'}:{line}: {reason.format(tmp=tmp_path)}"]
+
+
+def test_a_greeting_is_found_under_media_dir(tmp_path: Path) -> None:
+    with wave.open(str(tmp_path / "hello.wav"), "wb") as writer:  # a tenth of a second of silence
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(8000)
+        writer.writeframes(bytes(1600))
+    path = tmp_path / "gateway.conf"
+    path.write_text(f"[general]\nmedia_dir = {tmp_path}\n[carol]\ntype = user\ngreeting = hello.wav\n" + ACCOUNT)
+    assert load_config(path).users["carol"].greeting == tmp_path / "hello.wav"
+
+
+def test_uvloop_is_refused_where_it_is_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "gateway.conf"
+    path.write_text("[general]\nevent_loop = uvloop\n" + ACCOUNT)
+    assert load_config(path).general.event_loop == "uvloop"  # installed with the test tools
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not: find_spec answers None
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert [str(problem) for problem in refused.value.problems] == [
+        f"{path}:2: event_loop: uvloop is not installed here (pip install 'skype-fastagi[uvloop]')"]
+
+
+def test_a_problem_of_the_whole_file_names_no_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.conf"
+    with pytest.raises(ConfigError) as refused:
+        load_config(missing)
+    assert [str(problem) for problem in refused.value.problems] == [f"{missing}: cannot read: No such file or directory"]

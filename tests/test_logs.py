@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from conftest import run
-from fastagi.logs import BatchingStreamHandler, Formatter
+from fastagi.logs import BatchingStreamHandler, Formatter, JournalFormatter, under_journald, utc_offset
 
 
 class CountingStream:
@@ -94,11 +97,32 @@ def test_a_loop_that_stops_before_flushing_loses_nothing(logger: tuple[logging.L
     run(next_loop())
 
 
-def test_formatter_time_is_loggings_own() -> None:
-    ours, stdlib = Formatter("%(asctime)s %(message)s"), logging.Formatter("%(asctime)s %(message)s")
+def test_formatter_time_is_local_time_with_its_utc_offset() -> None:
+    ours = Formatter("%(asctime)s %(message)s")
     now = time.time()
-    for created in (now, now + 0.0005, now + 0.9999, now + 1.25, now + 3600):
+    for created in (now, now + 0.0005, now + 0.9999, now + 1.25, now + 3600, 1782000000.5, 1798000000.25):
         record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
         record.created, record.msecs = created, int((created - int(created)) * 1000)
-        assert ours.format(record) == stdlib.format(record)
-        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} m", ours.format(record))
+        expected = datetime.fromtimestamp(created).astimezone().isoformat(timespec="milliseconds")
+        assert ours.format(record) == f"{expected} m"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d m", ours.format(record))
+
+
+def test_utc_offsets() -> None:
+    assert [utc_offset(s) for s in (0, 3600, -12600, 20700)] == ["+00:00", "+01:00", "-03:30", "+05:45"]
+
+
+def test_under_journald_lines_carry_their_priority_and_no_time(tmp_path: Path) -> None:
+    with open(tmp_path / "stderr", "w") as stream, open(tmp_path / "other", "w") as other:
+        info = os.fstat(stream.fileno())
+        journal = {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        assert under_journald(stream, journal)
+        assert not under_journald(other, journal)  # the variable names another stream (a child's redirected stderr)
+        assert not under_journald(stream, {})
+        assert not under_journald(stream, {"JOURNAL_STREAM": "junk"})
+    formatter = JournalFormatter()
+    lines = []
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL):
+        record = logging.LogRecord("fastagi.agi", level, __file__, 1, "refused %s", ("10.0.0.9",), None)
+        lines.append(formatter.format(record))
+    assert lines == [f"<{p}>fastagi.agi: refused 10.0.0.9" for p in (7, 6, 4, 3, 2)]

@@ -151,10 +151,11 @@ class Dispatcher:
         raise SkypeError(errors.INVALID_ARGUMENT, f"no account given and {len(names)} are registered: add account=NAME or set {variable(self.prefix, 'account')}")
 
     def finished(
-        self, who: str, via: str, name: str, raw: dict[str, str], outcome: Outcome | None, started: float,
+        self, who: str, via: str, name: str, raw: dict[str, str] | None, outcome: Outcome | None, started: float,
         lost: Lost | None = None,
     ) -> None:
-        """Log in one line, and tell the observers (metrics count there).
+        """Log in one line, and tell the observers (metrics count there). `raw` is None when the arguments were
+        not read (an unknown action, or a query that is not valid).
 
         A session whose results were not delivered counts as its `Lost` result
         (DISCONNECTED, CUT_OFF), whether or not its action had finished (the log line says which).
@@ -169,8 +170,11 @@ class Dispatcher:
             if lost is not None:
                 status, result = f"{status}, not delivered: {lost.why}", lost.result
         label = name if name in ACTIONS else UNKNOWN
-        shown = " ".join(f"{_plain(k)}={_shorten(v)}" for k, v in raw.items())
-        log.info("%s action=%s %s -> %s (%.1f ms)", who, _plain(name) or "-", shown or "(no arguments)", status, seconds * 1000)
+        if raw is None:
+            shown = "(arguments not read)"
+        else:
+            shown = " ".join(f"{_plain(k)}={_shorten(v)}" for k, v in raw.items()) or "(no arguments)"
+        log.info("%s action=%s %s -> %s (%.1f ms)", who, _plain(name) or "-", shown, status, seconds * 1000)
         finished = Finished(label, result, seconds, via)
         for observer in self._observers:
             try:

@@ -36,7 +36,7 @@ class AgiActions:
         started = time.monotonic()
         env = session.environment
         name = action_name(env)
-        raw: dict[str, str] = {}
+        raw: dict[str, str] | None = None  # None: not read (an unknown action, or arguments that cannot be read)
         outcome: Outcome | None = None  # None: the session ended before the action had run
         finished = self._dispatcher.finished
         try:
@@ -44,7 +44,7 @@ class AgiActions:
                 if name in ACTIONS:  # an unknown name is reported as such, whatever its arguments
                     raw = parse_arguments(env)
                 outcome = await self._dispatcher.execute(
-                    name, raw, lambda: self._channel_account(session), env.get("agi_channel"))
+                    name, raw or {}, lambda: self._channel_account(session), env.get("agi_channel"))
             except SkypeError as exc:  # arguments that cannot be read
                 outcome = Outcome(ACTIONS[name], error=exc)
             await session.finish(await self._result_commands(session, outcome))

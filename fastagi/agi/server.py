@@ -19,7 +19,7 @@ from typing import Awaitable, Callable, Sequence
 
 from .deadlines import Deadlines
 from .protocol import AgiConnection, AgiProtocolError, Environment, Limits, Reply
-from .session import AgiSession
+from .session import AgiSession, SessionClosed
 
 log = logging.getLogger("fastagi.agi")
 
@@ -133,7 +133,12 @@ class _AgiProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.peer = (transport.get_extra_info("peername") or ("?",))[0]
+        address = transport.get_extra_info("peername")
+        if address is None:  # reset before it was accepted: no address to judge, nobody to refuse
+            log.debug("AGI connection gone before it was accepted")
+            transport.abort()
+            return
+        self.peer = address[0]
         if not self.server.admit(self, self.peer):
             transport.abort()
             return
@@ -198,6 +203,8 @@ class _AgiProtocol(asyncio.Protocol):
                 raise  # the server is stopping
             log.warning("AGI session %s from %s exceeded %.1fs and was closed",
                         session.caller, self.peer, self.server.settings.session_timeout)
+        except SessionClosed:
+            pass  # the session's line says so
         except (ConnectionError, OSError) as exc:
             log.info("AGI connection from %s lost: %s", self.peer, exc)
         except AgiProtocolError as exc:

@@ -45,7 +45,11 @@ class AgiSession:
         self._check_open()
         self._transport.write(b"".join(self._connection.send_command(c) for c in commands))
         if self._transport.can_write_eof():
-            self._transport.write_eof()
+            try:
+                self._transport.write_eof()
+            except OSError as exc:  # the peer is gone already: shutdown() says ENOTCONN
+                self.closed()
+                raise SessionClosed("peer closed the AGI connection") from exc
         return [await self._next_reply() for _ in commands]
 
     def reply(self, reply: Reply) -> None:

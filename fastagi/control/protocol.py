@@ -2,9 +2,12 @@
 
 Requests (client → server):
 
-    {"request": "show", "what": "accounts" | "calls" | "chats" | "events", "follow": false}
+    {"request": "show", "what": "accounts" | "calls" | "chats" | "events" | "history", "follow": false}
+    {"request": "show", "what": "history", "account": "alice", "since": 1764800000.0, "until": null, "limit": 100}
     {"request": "action", "name": "call-start", "arguments": {"account": "alice", "user-name": "echo123"}}
     {"request": "network-call", "user": "carol", "account": "alice"}
+    {"request": "network-send", "kind": "chat" | "buddy" | "file", "user": "carol", "account": "alice",
+     "text": "hi" (chat, buddy), "file_name": "a.pdf", "data": base64 of the file (file)}
 
 Replies (server → client), one per request:
 
@@ -18,13 +21,18 @@ closes; a stream the client does not read fast enough ends with an `ok: false` l
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_LINE = 1 << 20  # one request or reply; an action's arguments are far smaller
 READ_CHUNK = 65536  # bytes read from the socket at a time, by both ends
-SHOWABLE = ("accounts", "calls", "chats", "events")
+SHOWABLE = ("accounts", "calls", "chats", "events", "history")
+SENDABLE = ("chat", "buddy", "file")  # what a scripted user can send an account (network-send)
+MAX_FILE = 512 * 1024  # a file sent through the socket: its base64 fits in one request line
+HISTORY_FILTERS = ("account", "since", "until", "limit")  # `show history` only
 
 Message = dict[str, Any]
 
@@ -72,9 +80,17 @@ def _decode(line: bytes) -> Message:
 class Show:
     what: str
     follow: bool = False
+    account: str | None = None
+    since: float | None = None
+    """Epoch seconds: calls started at or after it."""
+    until: float | None = None
+    """Epoch seconds: calls started before it."""
+    limit: int | None = None
+    """The newest this many calls."""
 
     def to_message(self) -> Message:
-        return {"request": "show", "what": self.what, "follow": self.follow}
+        filters = {name: getattr(self, name) for name in HISTORY_FILTERS if getattr(self, name) is not None}
+        return {"request": "show", "what": self.what, "follow": self.follow, **filters}
 
 
 @dataclass(frozen=True)
@@ -97,7 +113,25 @@ class RemoteCall:
         return {"request": "network-call", "user": self.user, "account": self.account}
 
 
-Request = Show | RunAction | RemoteCall
+@dataclass(frozen=True)
+class RemoteSend:
+    """A scripted user of the embedded network sends an account a chat message, a buddy request or a file."""
+
+    kind: str
+    user: str
+    account: str
+    text: str = ""
+    file_name: str = ""
+    data: bytes = b""
+
+    def to_message(self) -> Message:
+        message = {"request": "network-send", "kind": self.kind, "user": self.user, "account": self.account}
+        if self.kind == "file":
+            return {**message, "file_name": self.file_name, "data": base64.b64encode(self.data).decode("ascii")}
+        return {**message, "text": self.text}
+
+
+Request = Show | RunAction | RemoteCall | RemoteSend
 
 
 def parse_request(message: Message) -> Request:
@@ -108,7 +142,11 @@ def parse_request(message: Message) -> Request:
             raise ProtocolError(f"show what? one of {', '.join(SHOWABLE)}")
         if not isinstance(follow, bool) or (follow and what != "events"):
             raise ProtocolError("follow is true or false, and only for events")
-        return Show(what, follow)
+        filters = {name: message[name] for name in HISTORY_FILTERS if message.get(name) is not None}
+        if filters and what != "history":
+            raise ProtocolError(f"{', '.join(filters)}: only for history")
+        _check_filters(filters)
+        return Show(what, follow, **filters)
     if kind == "action":
         name, arguments = message.get("name"), message.get("arguments", {})
         if not isinstance(name, str):
@@ -121,7 +159,44 @@ def parse_request(message: Message) -> Request:
         if not isinstance(user, str) or not isinstance(account, str):
             raise ProtocolError("a network-call request needs user and account")
         return RemoteCall(user, account)
-    raise ProtocolError(f"unknown request {str(kind)[:40]!r}: show, action or network-call")
+    if kind == "network-send":
+        return _remote_send(message)
+    raise ProtocolError(f"unknown request {str(kind)[:40]!r}: show, action, network-call or network-send")
+
+
+def _remote_send(message: Message) -> RemoteSend:
+    kind, user, account = message.get("kind"), message.get("user"), message.get("account")
+    if kind not in SENDABLE:
+        raise ProtocolError(f"network-send what? one of {', '.join(SENDABLE)}")
+    if not isinstance(user, str) or not isinstance(account, str):
+        raise ProtocolError("a network-send request needs user and account")
+    if kind != "file":
+        text = message.get("text", "")
+        if not isinstance(text, str):
+            raise ProtocolError("text is a string")
+        return RemoteSend(kind, user, account, text=text)
+    file_name, data = message.get("file_name"), message.get("data")
+    if not isinstance(file_name, str) or not file_name or not isinstance(data, str):
+        raise ProtocolError("a file needs file_name and data (base64)")
+    try:
+        content = base64.b64decode(data, validate=True)
+    except binascii.Error:
+        raise ProtocolError("data is not base64") from None
+    if len(content) > MAX_FILE:
+        raise ProtocolError(f"a file sent this way is {MAX_FILE // 1024} KiB at most")
+    return RemoteSend(kind, user, account, file_name=file_name, data=content)
+
+
+def _check_filters(filters: dict[str, Any]) -> None:
+    if not isinstance(filters.get("account", ""), str):
+        raise ProtocolError("account is a string")
+    for name in ("since", "until"):
+        value = filters.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProtocolError(f"{name} is a number of seconds since the epoch")
+    limit = filters.get("limit", 1)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ProtocolError("limit is a whole number, 1 or more")
 
 
 # -- replies -----------------------------------------------------------------------

@@ -14,30 +14,33 @@ import logging
 import os
 import socket
 import stat
+import tempfile
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..actions.dispatch import Dispatcher
+from ..actions import ACTIONS
+from ..actions.dispatch import Dispatcher, Outcome
 from ..actions.registry import variable
 from ..model.errors import SkypeError
 from ..model.events import Event, EventBus
 from ..network.driver import ScriptedUsers
 from ..status import GatewayStatus
 from . import views
+from .history import EventHistory
 from .protocol import (
-    READ_CHUNK, LineDecoder, Message, ProtocolError, RemoteCall, Request, RunAction, Show, action_reply, encode, error_reply,
+    READ_CHUNK, LineDecoder, Message, ProtocolError, RemoteCall, RemoteSend, Request, RunAction, Show, action_reply, encode, error_reply,
     event_message, parse_request,
 )
 
 log = logging.getLogger("fastagi.control")
 
-EVENT_HISTORY = 500  # events `show events` remembers
 FOLLOW_BACKLOG = 1000  # events a follower may fall behind by before its stream is ended
 PROBE_TIMEOUT = 1.0
 TABLES = {"accounts": views.accounts, "calls": views.calls, "chats": views.chats}
+NO_SCRIPTED_USERS = "no network here has scripted users"
+SENT = {"chat": "chat message", "buddy": "buddy request", "file": "file"}
 
 
 class ControlSocketInUse(OSError):
@@ -46,11 +49,13 @@ class ControlSocketInUse(OSError):
 
 @dataclass(frozen=True)
 class Admin:
-    """What the control socket may see and do: read the status, follow events, run actions, drive scripted users."""
+    """What the control socket may see and do: read the status and the recent events, follow events, run actions,
+    drive scripted users."""
 
     status: GatewayStatus
     dispatcher: Dispatcher
     bus: EventBus
+    history: EventHistory
     scripted: ScriptedUsers | None
 
 
@@ -58,7 +63,6 @@ class ControlServer:
     def __init__(self, path: Path, admin: Admin) -> None:
         self.admin = admin
         self.path = path
-        self.history: deque[tuple[float, Event]] = deque(maxlen=EVENT_HISTORY)  # formatted only when shown
         self._followers: set[asyncio.Queue[Message]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -96,11 +100,9 @@ class ControlServer:
 
     # -- events ------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
-        when = time.time()
-        self.history.append((when, event))
         if not self._followers:
             return
-        record = views.event_record(event, when)
+        record = views.event_record(event, time.time())
         for queue in list(self._followers):
             if queue.qsize() >= FOLLOW_BACKLOG:
                 self._followers.discard(queue)
@@ -160,19 +162,55 @@ class ControlServer:
             return action_reply(outcome.result, outcome.error.text if outcome.error else "", dispatcher.variables(outcome))
         if isinstance(request, RemoteCall):
             return self._remote_call(request)
+        if isinstance(request, RemoteSend):
+            return await self._remote_send(request)
         if request.what == "events":
-            return views.events(views.event_record(event, when) for when, event in self.history).to_message()
+            return views.events(self.admin.history.records()).to_message()
+        if request.what == "history":
+            return views.history(self.admin.status, request.account, request.since, request.until,
+                                 request.limit).to_message()
         return TABLES[request.what](self.admin.status).to_message()
 
     def _remote_call(self, request: RemoteCall) -> Message:
-        if self.admin.scripted is None:
-            return error_reply("no network here has scripted users")
+        """A scripted user calls an account; the reply is what `call start` sets, from the account's side."""
+        scripted = self.admin.scripted
+        if scripted is None:
+            return error_reply(NO_SCRIPTED_USERS)
         try:
-            call_id = self.admin.scripted.remote_call(request.user, request.account)
+            call_id = scripted.remote_call(request.user, request.account)
         except SkypeError as exc:
-            return action_reply(exc.code, exc.text, {})
+            return self._scripted_result(exc, dict.fromkeys(ACTIONS["call-start"].returns, ""))
         log.info("admin: %s calls %s (call %d)", request.user, request.account, call_id)
-        return action_reply("SUCCESS", "", {variable(self.admin.dispatcher.prefix, "call-id"): str(call_id)})
+        uuid = next((c.uuid for c in self.admin.status.calls() if c.id == call_id), "")
+        return self._scripted_result(None, {"call-id": str(call_id), "call-uuid": uuid})
+
+    async def _remote_send(self, request: RemoteSend) -> Message:
+        """A scripted user sends an account a chat message (the reply names the chat), a buddy request or a file."""
+        scripted = self.admin.scripted
+        if scripted is None:
+            return error_reply(NO_SCRIPTED_USERS)
+        returned: dict[str, str] = {}
+        try:
+            if request.kind == "chat":
+                returned["chat-name"] = scripted.remote_message(request.user, request.account, request.text)
+            elif request.kind == "buddy":
+                scripted.remote_buddy_request(request.user, request.account, request.text)
+            else:
+                with tempfile.TemporaryDirectory() as folder:  # the gateway's own: a client's /tmp may not be
+                    source = Path(folder) / "received"
+                    source.write_bytes(request.data)
+                    await scripted.remote_file(request.user, request.account, request.file_name, source)
+        except SkypeError as exc:
+            return self._scripted_result(exc, dict.fromkeys(returned, ""))
+        log.info("admin: %s sends %s a %s", request.user, request.account, SENT[request.kind])
+        return self._scripted_result(None, returned)
+
+    def _scripted_result(self, error: SkypeError | None, returned: dict[str, str]) -> Message:
+        """The result variables of an action: status, error, error text, then what it returns."""
+        dispatcher = self.admin.dispatcher
+        variables = dispatcher.variables(Outcome(None, error=error))
+        variables.update({variable(dispatcher.prefix, name): value for name, value in returned.items()})
+        return action_reply(error.code if error else "SUCCESS", error.text if error else "", variables)
 
     async def _follow(self, stream: asyncio.Queue[Message], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send `stream` until the client closes, the server stops, or the client lags."""

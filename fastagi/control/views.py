@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from ..ami import userevents
+from ..model.accounts import amount
 from ..model.events import Event
 from ..status import GatewayStatus
 from .protocol import Table
@@ -18,7 +19,7 @@ def timestamp(when: float) -> str:
 
 
 def accounts(status: GatewayStatus) -> Table:
-    rows = [(a.name, a.network, a.status, a.fullname, a.balance, a.currency, a.calls, a.auth_policy)
+    rows = [(a.name, a.network, a.status, a.fullname, amount(a.balance), a.currency, a.calls, a.auth_policy)
             for a in status.accounts()]
     return Table(("account", "network", "status", "fullname", "balance", "currency", "calls", "auth_policy"), rows)
 
@@ -28,7 +29,15 @@ def calls(status: GatewayStatus) -> Table:
         (c.id, c.account, c.partner, c.partner_name, c.direction, c.status.value, int(c.duration), c.conference_id, c.uuid)
         for c in status.calls()
     ]
-    return Table(("id", "account", "partner", "partner_name", "direction", "status", "duration", "conference_id", "uuid"), rows)
+    return Table(("id", "account", "partner", "partner_name", "direction", "status", "duration_seconds", "conference_id",
+                  "uuid"), rows)
+
+
+def history(status: GatewayStatus, account: str | None = None, since: float | None = None, until: float | None = None,
+            limit: int | None = None) -> Table:
+    rows = [(c.id, c.account, c.partner, c.direction, c.status, c.reason, timestamp(c.started), round(c.duration, 1))
+            for c in status.history(account, since, until, limit)]
+    return Table(("id", "account", "partner", "direction", "status", "reason", "started", "duration_seconds"), rows)
 
 
 def chats(status: GatewayStatus) -> Table:
@@ -45,5 +54,6 @@ def event_record(event: Event, when: float | None = None) -> dict[str, Any]:
 
 
 def events(records: Iterable[dict[str, Any]]) -> Table:
+    """The history's records (time in epoch seconds) as the table `show events` prints."""
     columns = ("time", "kind", "account", "fields")
-    return Table(columns, [tuple(record[c] for c in columns) for record in records])
+    return Table(columns, [(timestamp(r["time"]), r["kind"], r["account"], r["fields"]) for r in records])

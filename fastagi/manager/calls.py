@@ -217,7 +217,7 @@ class Calls:
     def _ringing_incoming(self, account: str, call_id: int, what: str) -> Call:
         call = self.get(account, call_id)
         if call.direction != "incoming" or call.status is not CallStatus.RINGING:
-            raise SkypeError(errors.INVALID_CALL_STATUS, f"call {call_id} is a {call.direction} {call.status.value} call: only a ringing incoming call can {what}")
+            raise SkypeError(errors.INVALID_CALL_STATUS, f"call {call_id} is {call.direction} and {call.status.value}: only a ringing incoming call can {what}")
         return call
 
     def _transferred(self, call: Call) -> None:

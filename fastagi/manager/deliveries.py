@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ..files import copy_incoming
@@ -76,7 +75,7 @@ class Deliveries:
 
     def voicemail_received(self, call: Call) -> None:
         """A caller left a voicemail on an incoming call (it ended VM_SENT)."""
-        seconds = call.voicemail_seconds if call.voicemail_seconds is not None else time.time() - call.created
+        seconds = call.voicemail_seconds if call.voicemail_seconds is not None else call.message_seconds
         path = call.voicemail_path
         self._bus.publish(VoicemailReceived(call.account, call.id, call.id, call.partner, "RECEIVED", round(seconds),
                                             Path(path).name if path else "", path))

@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS calls (
     answered REAL, ended REAL NOT NULL, duration REAL NOT NULL, conference_id INTEGER,
     PRIMARY KEY (account, id));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, account TEXT NOT NULL, fields TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS calls_started ON calls (started);
 """
 
 
@@ -310,4 +313,31 @@ class Store:
         if account is None:
             return self._rows("SELECT * FROM calls ORDER BY ended")
         return self._rows("SELECT * FROM calls WHERE account = ? ORDER BY ended", (account,))
+
+    def call_history(self, account: str | None = None, since: float | None = None, until: float | None = None,
+                     limit: int | None = None) -> list[sqlite3.Row]:
+        """Ended calls, oldest first: those of `account`, started at or after `since` and before `until`, the
+        newest `limit` of them."""
+        where, params = ["1"], []
+        for clause, value in (("account = ?", account), ("started >= ?", since), ("started < ?", until)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        newest = self._rows(f"SELECT * FROM calls WHERE {' AND '.join(where)} ORDER BY started DESC, id DESC LIMIT ?",
+                            (*params, -1 if limit is None else limit))
+        return newest[::-1]
+
+    # -- recent events (`show events` across restarts) --------------------------------
+    def add_events(self, rows: list[tuple[float, str, str, str]], keep: int) -> None:
+        """Append (time, kind, account, fields as JSON) rows in one transaction; past 2 × `keep` rows, the oldest
+        go, down to `keep` (so the cost of trimming is paid once every `keep` events)."""
+        with self._db:
+            cur = self._db.executemany("INSERT INTO events (time, kind, account, fields) VALUES (?, ?, ?, ?)", rows)
+            last = self._db.execute("SELECT max(id) FROM events").fetchone()[0]
+            if cur.rowcount and last is not None and last % keep < len(rows):  # crossed a multiple of `keep`
+                self._db.execute("DELETE FROM events WHERE id <= ?", (last - keep,))
+
+    def recent_events(self, count: int) -> list[sqlite3.Row]:
+        """The last `count` events, oldest first."""
+        return self._rows("SELECT * FROM events ORDER BY id DESC LIMIT ?", (count,))[::-1]
 

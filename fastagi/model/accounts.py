@@ -20,3 +20,10 @@ class Account:
     network: str = "embedded"
     status: str = "OFFLINE"
     """The account's connection to its network, as `SkypeAccountStatus` shows it."""
+
+
+def amount(hundredths: int) -> str:
+    """SkypeOut credit as people read it: 1050 hundredths is `10.50`."""
+    sign = "-" if hundredths < 0 else ""
+    whole, cents = divmod(abs(hundredths), 100)
+    return f"{sign}{whole}.{cents:02d}"

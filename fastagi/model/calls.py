@@ -155,6 +155,8 @@ class Call:
     created: float = field(default_factory=time.time)
     answered: float | None = None
     ended: float | None = None
+    recording: tuple[float, float | None] | None = None
+    """When the caller's voicemail message began (VM_RECORDING) and ended (VM_UPLOADING), once it did."""
     asterisk_channel: str = ""  # the channel whose dialplan placed or answered it (for PlayDTMF)
     voicemail_path: str = ""  # the message left, when the gateway's own voicemail took it
     voicemail_seconds: float | None = None
@@ -169,6 +171,14 @@ class Call:
             return 0.0
         return max(0.0, (self.ended or time.time()) - self.answered)
 
+    @property
+    def message_seconds(self) -> float:
+        """How long the voicemail message is: its recording, not the ringing and greeting before it."""
+        if self.recording is None:
+            return 0.0
+        began, ended = self.recording
+        return max(0.0, (ended or self.ended or time.time()) - began)
+
     def can(self, event: CallEvent) -> bool:
         return (self.status, event) in TRANSITIONS
 
@@ -182,6 +192,10 @@ class Call:
             self.answered = now
         if target in ENDED:
             self.ended = now
+        if target is S.VM_RECORDING:
+            self.recording = (now, None)
+        elif target is S.VM_UPLOADING and self.recording is not None:
+            self.recording = (self.recording[0], now)
         return target
 
     def history_record(self) -> dict[str, Any]:

@@ -151,3 +151,12 @@ class ScriptedUsers(Protocol):
 
     def remote_call(self, user: str, account: str) -> int:
         """`user` calls `account`; returns the account's call id."""
+
+    def remote_message(self, user: str, account: str, body: str) -> str:
+        """`user` sends `account` a chat message; returns the chat's name."""
+
+    def remote_buddy_request(self, user: str, account: str, text: str) -> None:
+        """`user` asks `account` to be a buddy."""
+
+    async def remote_file(self, user: str, account: str, file_name: str, source: Path) -> None:
+        """`user` sends `account` a copy of `source`, named `file_name` (copied once this returns)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,7 @@ class EmbeddedNetwork:
         self._audio = audio
         self._endpoints: dict[str, Endpoint] = {}
         self._legs: dict[tuple[str, int], _Leg] = {}
+        self._chats: dict[tuple[str, str], str] = {}  # (scripted user, account) → their latest chat
         self.background = Background(log)
 
     # -- directory -------------------------------------------------------------
@@ -197,6 +199,7 @@ class EmbeddedNetwork:
         if endpoint is not None:
             endpoint.chat_message(account, chat_name, body)
             return
+        self._chats[(handle, account)] = chat_name  # a scripted user's next message goes on in this chat
         user = self.users[handle]
         if user.behaviour == "echo" and user.online:
             self.background.spawn(self._deliver_later(account, lambda ep: ep.chat_message(handle, chat_name, body)))
@@ -270,20 +273,39 @@ class EmbeddedNetwork:
         leg.peer = far
         far.task = self.background.spawn(self._scripted_callee(leg, user))
 
+    # -- scripted users driven by hand (administration and tests) ------------------
     def remote_call(self, user: str, account: str) -> int:
-        """A scripted user calls a local account (administration and tests)."""
-        scripted = self.users.get(user)
-        if scripted is None:
-            raise SkypeError(errors.UNKNOWN_USER, f"{user!r} is not a scripted user of the network")
-        endpoint = self._endpoints.get(account)
-        if endpoint is None:
-            raise SkypeError(errors.UNKNOWN_ACCOUNT, f"{account!r} is not an account here")
+        """A scripted user calls a local account."""
+        scripted, endpoint = self._scripted(user, account)
         far = _Leg(account, None)
         caller = _Leg(None, None, user=scripted, peer=far)
         far.peer = caller
         far.call_id = endpoint.incoming_call(user)
         self._legs[(account, far.call_id)] = far
         return far.call_id
+
+    def remote_message(self, user: str, account: str, body: str) -> str:
+        """A scripted user writes to an account, in the chat they last had (or a new one)."""
+        _, endpoint = self._scripted(user, account)
+        chat = self._chats.get((user, account)) or f"#{user}/${account};{secrets.token_hex(8)}"
+        endpoint.chat_message(user, chat, body)
+        self._chats[(user, account)] = chat
+        return chat
+
+    def remote_buddy_request(self, user: str, account: str, text: str) -> None:
+        self._scripted(user, account)[1].auth_request(user, text)
+
+    async def remote_file(self, user: str, account: str, file_name: str, source: Path) -> None:
+        await self._scripted(user, account)[1].file(user, file_name, source)
+
+    def _scripted(self, user: str, account: str) -> tuple[ScriptedUser, Endpoint]:
+        scripted = self.users.get(user)
+        if scripted is None:
+            raise SkypeError(errors.UNKNOWN_USER, f"{user!r} is not a scripted user of the network")
+        endpoint = self._endpoints.get(account)
+        if endpoint is None:
+            raise SkypeError(errors.UNKNOWN_ACCOUNT, f"{account!r} is not an account on the embedded network")
+        return scripted, endpoint
 
     async def call_action(self, call: Call, event: CallEvent, **details: str) -> None:
         leg = self._legs.get((call.account, call.id))
