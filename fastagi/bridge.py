@@ -97,6 +97,4 @@ class CallBridge:
         elif isinstance(event, DtmfReceived) and self.play_dtmf is not None:
             call = self.calls.live.get(event.call_id)
             if call is not None and call.id in self._connections and call.asterisk_channel:
-                receive = carries_call(call.asterisk_channel, call)
-                for digit in event.digit:
-                    self.play_dtmf(call.asterisk_channel, digit, receive)
+                self.play_dtmf(call.asterisk_channel, event.digit, carries_call(call.asterisk_channel, call))
