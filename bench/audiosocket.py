@@ -15,7 +15,9 @@ Figures per row, over the measured window: each server's CPU per call and 20 ms 
 late (started > 10 ms after their deadline, skipped ones included), jitter-buffer
 underruns, the audio that came back (bytes received against one frame per call and
 period), its resident memory per bridged call (growth from before the first call to the
-end of the window, divided by the calls); and this load generator's own late send
+end of the window, divided by the calls), and the p99 latency of FastAGI sessions
+arriving at a fixed rate (`--agi-rate`) while the calls go on (in 3 s after the window)
+against the same gateway's before its first call; and this load generator's own late send
 rounds (> 10 ms behind its schedule: then the servers were not offered the load the row
 claims). The machine's load average is printed with every row: the figures are only as
 steady as the machine is idle, their ratio to the same-run baseline steadier.
@@ -43,12 +45,12 @@ import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 
-from .agi_load import one_session
-from .harness import LOAD_CPU, SERVER_CPU, machine, pin, raise_file_limit, rss_kib
+from .agi_load import WARM_UP, Measured, Target, offer_paced, one_session
+from .harness import LOAD_CPU, SERVER_CPU, machine, percentile, pin, raise_file_limit, rss_kib
 
 CONFIG = """
 [general]
@@ -71,7 +73,12 @@ HEADER = struct.Struct("!BH")
 KINDS = {8: 0x10, 16: 0x12}
 """AudioSocket's audio kind for each rate in kHz."""
 CALL_START = "call-start?account=alice&user-name=echo123"
+AGI_BESIDE = "get-profile-balance?account=alice"
+"""The FastAGI sessions served while the calls are bridged."""
+AGI_OPEN = 200
 PERIOD = 0.020
+Beside = Callable[[float], Awaitable[Measured]]
+BESIDE_SECONDS = 3.0
 
 
 # -- the servers, each alone in its process -------------------------------------------------
@@ -208,8 +215,14 @@ class Server:
         self.process.join(30)
 
 
-async def drive(server: Server, uuids: list[str], seconds: float, kind: int, phases: int) -> dict[str, float]:
-    """Connect a channel per UUID, send a tone on every one for `seconds` after a warm-up second; the figures."""
+async def drive(
+    server: Server, uuids: list[str], seconds: float, kind: int, phases: int, beside: Beside | None = None
+) -> dict[str, float]:
+    """Connect a channel per UUID, send a tone on every one for `seconds` after a warm-up second; the figures.
+
+    `beside`, if given, runs after those `seconds` for `BESIDE_SECONDS` more while the
+    tone goes on (FastAGI sessions, for the gateway): its own CPU stays out of the figures.
+    """
     rate = 8000 if kind == 0x10 else 16000
     samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(rate * PERIOD)) / rate)).astype("<i2").tobytes()
     frame = HEADER.pack(kind, len(samples)) + samples
@@ -235,6 +248,9 @@ async def drive(server: Server, uuids: list[str], seconds: float, kind: int, pha
         before, received = await server.report(), channels.received
         periods, late_rounds = await send_for(seconds)
         after, received = await server.report(), channels.received - received
+        served: Measured | None = None
+        if beside is not None:
+            _, served = await asyncio.gather(send_for(BESIDE_SECONDS), beside(BESIDE_SECONDS))
     finally:
         channels.close()
     calls = len(uuids)
@@ -246,20 +262,33 @@ async def drive(server: Server, uuids: list[str], seconds: float, kind: int, pha
         "underruns": after.get("underruns", 0) - before.get("underruns", 0), "bridged": after.get("bridged", calls),
         "back_pct": 100 * received / (periods * calls * len(frame)), "rss": after["rss"],
         "gen_late_pct": 100 * late_rounds / (periods * phases), "unsent": channels.unsent,
+        "agi_p99_ms": 1000 * percentile(served.latencies, 0.99) if served is not None else float("nan"),
+        "agi_failed": served.failed if served is not None else 0,
     }
 
 
-async def measure_gateway(server: Server, calls: int, seconds: float, kind: int, phases: int) -> dict[str, float]:
-    idle = (await server.report())["rss"]
+async def measure_gateway(
+    server: Server, calls: int, seconds: float, kind: int, phases: int, agi_rate: float
+) -> dict[str, float]:
+    """The gateway's figures, with its memory per call and its FastAGI p99 idle (before any call) and meanwhile."""
+    target = Target(server.agi_port, AGI_BESIDE)
+
+    def fastagi(seconds: float) -> Awaitable[Measured]:
+        return offer_paced(target, agi_rate, seconds - WARM_UP, AGI_OPEN)  # it warms up for WARM_UP first
+
+    idle_p99 = 1000 * percentile((await fastagi(BESIDE_SECONDS)).latencies, 0.99)
+    idle_rss = (await server.report())["rss"]
     uuids: list[str] = []
     for start in range(0, calls, 50):
         uuids += await asyncio.gather(*(call_start(server.agi_port, n) for n in range(start, min(calls, start + 50))))
     await asyncio.sleep(0.2)  # echo123 answers at once
-    row = await drive(server, uuids, seconds, kind, phases)
-    return {**row, "kib_per_call": (row["rss"] - idle) / calls}
+    row = await drive(server, uuids, seconds, kind, phases, beside=fastagi)
+    return {**row, "kib_per_call": (row["rss"] - idle_rss) / calls, "agi_idle_p99_ms": idle_p99}
 
 
-def run_row(calls: int, seconds: float, kind: int, phases: int) -> tuple[dict[str, float], dict[str, float]]:
+def run_row(
+    calls: int, seconds: float, kind: int, phases: int, agi_rate: float
+) -> tuple[dict[str, float], dict[str, float]]:
     """The bare echo server, then the gateway, with the same calls: (gateway's figures, bare server's)."""
     raise_file_limit()
     bare = Server.start(bare_process)
@@ -270,7 +299,7 @@ def run_row(calls: int, seconds: float, kind: int, phases: int) -> tuple[dict[st
     with tempfile.TemporaryDirectory() as folder:
         gateway = Server.start(gateway_process, folder)
         try:
-            ours = asyncio.run(measure_gateway(gateway, calls, seconds, kind, phases))
+            ours = asyncio.run(measure_gateway(gateway, calls, seconds, kind, phases, agi_rate))
         finally:
             gateway.stop()
     return ours, base
@@ -282,23 +311,32 @@ def main() -> None:
     parser.add_argument("--khz", type=int, choices=sorted(KINDS), default=8, help="the AudioSocket rate")
     parser.add_argument("--calls", type=int, nargs="+", default=[250, 500, 750, 1000])
     parser.add_argument("--phases", type=int, default=1, help="send groups spread over each 20 ms")
+    parser.add_argument("--agi-rate", type=float, default=200, help="FastAGI sessions/s served beside the calls")
     args = parser.parse_args()
     pin(LOAD_CPU)
     print(machine())
-    print(f"{args.khz} kHz AudioSocket, {args.phases} send phase(s) per 20 ms, {args.seconds:g} s per row")
+    print(f"{args.khz} kHz AudioSocket, {args.phases} send phase(s) per 20 ms, {args.seconds:g} s per row; "
+          f"FastAGI {AGI_BESIDE.split('?')[0]} arriving at {args.agi_rate:g}/s beside the calls")
     print(f"{'calls':>6} {'bridged':>7} | {'gateway':>7} {'core %':>6} {'late %':>6} {'underr':>6} {'back %':>6} "
-          f"{'KiB/call':>8} | {'bare':>6} {'core %':>6} | {'x bare':>6} {'+µs':>6} | {'gen late %':>10} {'load':>5}")
+          f"{'KiB/call':>8} | {'bare':>6} {'core %':>6} | {'x bare':>6} {'+µs':>6} | {'agi p99':>7} {'x idle':>6} | "
+          f"{'gen late %':>10} {'load':>5}")
     for calls in args.calls:
-        ours, base = run_row(calls, args.seconds, KINDS[args.khz], args.phases)
+        ours, base = run_row(calls, args.seconds, KINDS[args.khz], args.phases, args.agi_rate)
         print(f"{calls:>6} {ours['bridged']:>7} | {ours['us_per_call']:>7.2f} {ours['core_pct']:>6.1f} "
               f"{ours['late_pct']:>6.2f} {ours['underruns']:>6} {ours['back_pct']:>6.1f} {ours['kib_per_call']:>8.1f} | "
               f"{base['us_per_call']:>6.2f} {base['core_pct']:>6.1f} | "
               f"{ours['us_per_call'] / max(base['us_per_call'], 1e-9):>6.2f} {ours['us_per_call'] - base['us_per_call']:>6.2f} | "
+              f"{ours['agi_p99_ms']:>7.2f} {ours['agi_p99_ms'] / ours['agi_idle_p99_ms']:>6.2f} | "
               f"{max(ours['gen_late_pct'], base['gen_late_pct']):>10.2f} {os.getloadavg()[0]:>5.2f}", flush=True)
         for name, row in (("gateway", ours), ("bare server", base)):
             if row["unsent"]:
                 print(f"       ({row['unsent']} frames not sent: the {name} stopped reading)")
-    print("gateway, bare: CPU µs per call and 20 ms; x bare: their ratio; +µs: what the gateway adds to the sockets' own cost")
+        if ours["agi_failed"]:
+            print(f"       ({ours['agi_failed']} FastAGI sessions failed)")
+        if max(ours["gen_late_pct"], base["gen_late_pct"]) > 1:
+            print("       (the load side fell behind its schedule: the servers were offered less than the row says)")
+    print("gateway, bare: CPU µs per call and 20 ms; x bare: their ratio; +µs: what the gateway adds to the sockets' "
+          "own cost; agi p99: FastAGI p99 in ms with the calls on, x idle: against the same gateway before its first call")
 
 
 if __name__ == "__main__":
