@@ -27,18 +27,22 @@ channels with clocks of their own do, rather than all at the same moment. `--khz
 the `AudioSocket()` application's framing, `--khz 16` that of
 `Dial(AudioSocket/…/c(slin16))`.
 
+With `--rounds N` both servers take turns N times per row and each figure is the median
+of its rounds: on a shared machine a single run can be off by a third.
+
     python -m bench.audiosocket [--seconds 5] [--khz 8|16] [--calls 250 500 750 1000] [--phases 1]
+                                [--agi-rate 200] [--rounds 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import multiprocessing
 import os
 import resource
 import socket
+import statistics
 import struct
 import tempfile
 import uuid
@@ -89,13 +93,14 @@ def gateway_process(folder: str, pipe: Connection) -> None:
 
 async def _gateway(folder: str, pipe: Connection) -> None:
     from fastagi.app import Gateway, with_ports
+    from fastagi.cli import tune_collector
     from fastagi.config import load_config
 
     path = Path(folder) / "bench.conf"
     path.write_text(CONFIG.format(folder=folder))
     gateway = Gateway(with_ports(load_config(path), 0, 0))
     await gateway.start()
-    gc.freeze()  # as `serve` does
+    tune_collector()  # as `serve` does
     assert gateway.audiosocket is not None
     pipe.send((gateway.agi.port, gateway.audiosocket.port))
     media, sockets = gateway.media, gateway.audiosocket
@@ -305,6 +310,12 @@ def run_row(
     return ours, base
 
 
+def median_row(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds (bridged calls: the fewest)."""
+    merged = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+    return {**merged, "bridged": min(row["bridged"] for row in rows)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -312,18 +323,21 @@ def main() -> None:
     parser.add_argument("--calls", type=int, nargs="+", default=[250, 500, 750, 1000])
     parser.add_argument("--phases", type=int, default=1, help="send groups spread over each 20 ms")
     parser.add_argument("--agi-rate", type=float, default=200, help="FastAGI sessions/s served beside the calls")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of both servers per row; the medians are shown")
     args = parser.parse_args()
     pin(LOAD_CPU)
     print(machine())
-    print(f"{args.khz} kHz AudioSocket, {args.phases} send phase(s) per 20 ms, {args.seconds:g} s per row; "
+    print(f"{args.khz} kHz AudioSocket, {args.phases} send phase(s) per 20 ms, {args.seconds:g} s per row, "
+          f"median of {args.rounds} round(s); "
           f"FastAGI {AGI_BESIDE.split('?')[0]} arriving at {args.agi_rate:g}/s beside the calls")
     print(f"{'calls':>6} {'bridged':>7} | {'gateway':>7} {'core %':>6} {'late %':>6} {'underr':>6} {'back %':>6} "
           f"{'KiB/call':>8} | {'bare':>6} {'core %':>6} | {'x bare':>6} {'+µs':>6} | {'agi p99':>7} {'x idle':>6} | "
           f"{'gen late %':>10} {'load':>5}")
     for calls in args.calls:
-        ours, base = run_row(calls, args.seconds, KINDS[args.khz], args.phases, args.agi_rate)
-        print(f"{calls:>6} {ours['bridged']:>7} | {ours['us_per_call']:>7.2f} {ours['core_pct']:>6.1f} "
-              f"{ours['late_pct']:>6.2f} {ours['underruns']:>6} {ours['back_pct']:>6.1f} {ours['kib_per_call']:>8.1f} | "
+        rounds = [run_row(calls, args.seconds, KINDS[args.khz], args.phases, args.agi_rate) for _ in range(args.rounds)]
+        ours, base = median_row([gateway for gateway, _ in rounds]), median_row([bare for _, bare in rounds])
+        print(f"{calls:>6} {int(ours['bridged']):>7} | {ours['us_per_call']:>7.2f} {ours['core_pct']:>6.1f} "
+              f"{ours['late_pct']:>6.2f} {int(ours['underruns']):>6} {ours['back_pct']:>6.1f} {ours['kib_per_call']:>8.1f} | "
               f"{base['us_per_call']:>6.2f} {base['core_pct']:>6.1f} | "
               f"{ours['us_per_call'] / max(base['us_per_call'], 1e-9):>6.2f} {ours['us_per_call'] - base['us_per_call']:>6.2f} | "
               f"{ours['agi_p99_ms']:>7.2f} {ours['agi_p99_ms'] / ours['agi_idle_p99_ms']:>6.2f} | "
