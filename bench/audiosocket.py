@@ -9,6 +9,9 @@ AudioSocket with the returned `SKYPE_CALL_UUID` and, once every call is bridged,
 back. The bare server (an `asyncio.Protocol` per connection that writes back every
 chunk it reads, on the default loop) gets the same connections and frames: its CPU is
 the cost of the sockets alone, measured in the same run, on the same machine load.
+With `--bare clocked` it holds what it reads until a 20 ms clock writes it all back,
+connection after connection, as the gateway's tick does: a socket written 20 ms after it
+was read has gone cold in the caches, and that costs the kernel more than an echo does.
 
 Figures per row, over the measured window: each server's CPU per call and 20 ms period
 (µs/call) and share of its core, and their ratio; the gateway's media ticks that were
@@ -113,9 +116,9 @@ async def _gateway(folder: str, pipe: Connection) -> None:
     await gateway.stop()
 
 
-def bare_process(pipe: Connection) -> None:
+def bare_process(clocked: bool, pipe: Connection) -> None:
     pin(SERVER_CPU)
-    asyncio.run(_bare(pipe))
+    asyncio.run(_bare(clocked, pipe))
 
 
 class BareEcho(asyncio.Protocol):
@@ -128,11 +131,41 @@ class BareEcho(asyncio.Protocol):
         self.write(data)
 
 
-async def _bare(pipe: Connection) -> None:
-    server = await asyncio.get_running_loop().create_server(BareEcho, "127.0.0.1", 0)
+class ClockedEcho(asyncio.Protocol):
+    """The same socket work paced as the gateway's: what is read waits for the next 20 ms tick."""
+
+    def __init__(self, echoes: list[ClockedEcho]) -> None:
+        self.pending: list[bytes] = []
+        echoes.append(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.write = transport.write  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.pending.append(data)
+
+
+async def _bare(clocked: bool, pipe: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    echoes: list[ClockedEcho] = []
+    server = await loop.create_server((lambda: ClockedEcho(echoes)) if clocked else BareEcho, "127.0.0.1", 0)
     pipe.send((0, server.sockets[0].getsockname()[1]))
+    if clocked:
+        loop.create_task(_write_every_tick(echoes))
     await _serve_reports(pipe, lambda: {})
     server.close()
+
+
+async def _write_every_tick(echoes: list[ClockedEcho]) -> None:
+    loop = asyncio.get_running_loop()
+    origin, tick = loop.time(), 0
+    while True:
+        tick += 1
+        await asyncio.sleep(max(0.0, origin + tick * PERIOD - loop.time()))
+        for echo in echoes:
+            if echo.pending:
+                echo.write(b"".join(echo.pending))
+                echo.pending.clear()
 
 
 async def _serve_reports(pipe: Connection, report: Any) -> None:
@@ -292,11 +325,11 @@ async def measure_gateway(
 
 
 def run_row(
-    calls: int, seconds: float, kind: int, phases: int, agi_rate: float
+    calls: int, seconds: float, kind: int, phases: int, agi_rate: float, clocked: bool
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The bare echo server, then the gateway, with the same calls: (gateway's figures, bare server's)."""
     raise_file_limit()
-    bare = Server.start(bare_process)
+    bare = Server.start(bare_process, clocked)
     try:
         base = asyncio.run(drive(bare, [str(uuid.uuid4()) for _ in range(calls)], seconds, kind, phases))
     finally:
@@ -324,17 +357,20 @@ def main() -> None:
     parser.add_argument("--phases", type=int, default=1, help="send groups spread over each 20 ms")
     parser.add_argument("--agi-rate", type=float, default=200, help="FastAGI sessions/s served beside the calls")
     parser.add_argument("--rounds", type=int, default=1, help="runs of both servers per row; the medians are shown")
+    parser.add_argument("--bare", choices=("echo", "clocked"), default="echo",
+                        help="the bare server writes back at once, or on a 20 ms clock as the gateway does")
     args = parser.parse_args()
     pin(LOAD_CPU)
     print(machine())
     print(f"{args.khz} kHz AudioSocket, {args.phases} send phase(s) per 20 ms, {args.seconds:g} s per row, "
-          f"median of {args.rounds} round(s); "
+          f"median of {args.rounds} round(s); the bare server {'writes on a 20 ms clock' if args.bare == 'clocked' else 'echoes at once'}; "
           f"FastAGI {AGI_BESIDE.split('?')[0]} arriving at {args.agi_rate:g}/s beside the calls")
     print(f"{'calls':>6} {'bridged':>7} | {'gateway':>7} {'core %':>6} {'late %':>6} {'underr':>6} {'back %':>6} "
           f"{'KiB/call':>8} | {'bare':>6} {'core %':>6} | {'x bare':>6} {'+µs':>6} | {'agi p99':>7} {'x idle':>6} | "
           f"{'gen late %':>10} {'load':>5}")
     for calls in args.calls:
-        rounds = [run_row(calls, args.seconds, KINDS[args.khz], args.phases, args.agi_rate) for _ in range(args.rounds)]
+        rounds = [run_row(calls, args.seconds, KINDS[args.khz], args.phases, args.agi_rate, args.bare == "clocked")
+                  for _ in range(args.rounds)]
         ours, base = median_row([gateway for gateway, _ in rounds]), median_row([bare for _, bare in rounds])
         print(f"{calls:>6} {int(ours['bridged']):>7} | {ours['us_per_call']:>7.2f} {ours['core_pct']:>6.1f} "
               f"{ours['late_pct']:>6.2f} {int(ours['underruns']):>6} {ours['back_pct']:>6.1f} {ours['kib_per_call']:>8.1f} | "
