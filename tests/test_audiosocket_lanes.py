@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastagi.audiosocket.jitter import JitterBuffer
-from fastagi.audiosocket.lanes import WRITE_SLICE, Lane
+from fastagi.audiosocket.lanes import Lane
 from fastagi.audiosocket.protocol import Kind
 from fastagi.model.audio import FRAME_BYTES, SILENCE
 from test_audiosocket_resample import convert, frames, pcm, peak_frequency, tone
@@ -109,20 +109,3 @@ def test_a_lane_without_members_costs_a_tick_nothing() -> None:
     lane.begin_tick()
     assert lane.said is None
     lane.end_tick()
-
-
-def test_with_a_scheduler_a_tick_writes_a_slice_per_turn_of_the_loop() -> None:
-    lane = Lane(Kind.AUDIO_16K)
-    members = [Member(lane) for _ in range(2 * WRITE_SLICE + 1)]
-    turns: list[tuple] = []
-    lane.begin_tick()
-    for member in members:
-        lane.heard[member.slot] = SILENCE
-        lane.written.append(member.slot)
-    lane.end_tick(lambda *call: turns.append(call))
-    assert sum(len(member.messages) for member in members) == WRITE_SLICE
-    while turns:
-        callback, *args = turns.pop(0)
-        callback(*args)
-    assert [len(member.messages) for member in members] == [1] * len(members)
-    assert {member.messages[0] for member in members} == {b"\x12\x02\x80" + SILENCE}

@@ -8,17 +8,13 @@ same way and, when the tick ends (`Lanes.end_tick`), converted at once and writt
 connection's message a slice of one buffer that already holds the headers. A lane at
 the engine's own rate converts nothing: frames pass as they are.
 
-The writes are most of a tick's time. Given a `schedule` (the event loop's `call_soon`),
-they go out `WRITE_SLICE` connections per turn of the loop, so FastAGI sessions and every
-other socket are served between slices rather than after hundreds of writes.
-
 Without an engine's ticks (a connection read and written by something else), each
 frame is converted on its own when it is read or written.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -28,18 +24,11 @@ from .protocol import AUDIO_RATES, HEADER, Kind, audio_header, pcm_bytes
 from .resample import Resampler
 
 
-WRITE_SLICE = 64
-"""Connections written per turn of the event loop."""
-
-Schedule = Callable[..., Any]
-"""`loop.call_soon`: runs a callback, with its arguments, at the loop's next turn."""
-
-
 class Member(Protocol):
     """A connection, as its lane sees it."""
 
     def send(self, message: bytes) -> None:
-        """Write one whole message (header and PCM) to Asterisk, unless the session has ended."""
+        """Write one whole message (header and PCM) to Asterisk."""
 
 
 class _Vacant:
@@ -113,7 +102,7 @@ class Lane:
         size = len(SILENCE)
         self.said = [converted[offset : offset + size] for offset in range(0, len(converted), size)]
 
-    def end_tick(self, schedule: Schedule | None = None) -> None:
+    def end_tick(self) -> None:
         self.said = None
         written, self.written = self.written, []
         if not written:
@@ -123,20 +112,11 @@ class Lane:
             messages = self.header + self.header.join(heard)
         else:
             messages = self._with_headers(self._to_asterisk.convert(self._streams, b"".join(heard)))
-        self._write(messages, written, list(self._members), 0, schedule)
-
-    def _write(
-        self, messages: bytes, written: list[int], members: list[Member | None], start: int, schedule: Schedule | None
-    ) -> None:
-        """Each written slot's message to its member (as they were when the tick ended), a slice per turn."""
-        size, end = self.message_bytes, len(written) if schedule is None else start + WRITE_SLICE
-        for slot in written[start:end]:
+        size, members = self.message_bytes, self._members
+        for slot in written:
             member = members[slot]
             if member is not None:
                 member.send(messages[slot * size : (slot + 1) * size])
-        if end < len(written):
-            assert schedule is not None
-            schedule(self._write, messages, written, members, end, schedule)
 
     def convert_alone(self, slot: int, frame: bytes, to_engine: bool) -> bytes:
         """One frame of one slot converted on its own (outside the engine's ticks)."""
@@ -157,8 +137,6 @@ class Lanes:
     def __init__(self) -> None:
         self._lanes: dict[Kind, Lane] = {}
         self._active: tuple[Lane, ...] = ()
-        self.schedule: Schedule | None = None
-        """Where the writes of a tick are sliced across the loop's turns (all at once without it)."""
 
     def at(self, kind: Kind) -> Lane:
         lane = self._lanes.get(kind)
@@ -173,4 +151,4 @@ class Lanes:
 
     def end_tick(self) -> None:
         for lane in self._active:
-            lane.end_tick(self.schedule)
+            lane.end_tick()

@@ -141,9 +141,7 @@ class AudioSocketConnection:
             self._lane = None
 
     def send(self, message: bytes) -> None:
-        """Write a whole audio message, unless the session has ended or the socket is not draining."""
-        if self._hung_up or self._transport.is_closing():  # since the tick that wrote it
-            return
+        """Write a whole audio message, unless the socket is not draining."""
         if self._transport.get_write_buffer_size() > self._backlog_limit:
             self._dropped_out += 1
             return

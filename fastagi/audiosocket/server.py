@@ -235,7 +235,6 @@ class AudioSocketServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._lanes.at(Kind.AUDIO_8K)  # every AudioSocket() call needs it: built now, not mid-call
-        self._lanes.schedule = loop.call_soon
         self._server = await loop.create_server(lambda: _Session(self), self._bind, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("AudioSocket server listening on %s:%d", self._bind, self.port)
