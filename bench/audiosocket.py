@@ -19,8 +19,8 @@ late (started > 10 ms after their deadline, skipped ones included), jitter-buffe
 underruns, the audio that came back (bytes received against one frame per call and
 period), its resident memory per bridged call (growth from before the first call to the
 end of the window, divided by the calls), and the p99 latency of FastAGI sessions
-arriving at a fixed rate (`--agi-rate`) while the calls go on (in 3 s after the window)
-against the same gateway's before its first call; and this load generator's own late send
+arriving at a fixed rate (`--agi-rate`, from a process of their own) while the calls go
+on (in 3 s after the window) against the same gateway's before its first call; and this load generator's own late send
 rounds (> 10 ms behind its schedule: then the servers were not offered the load the row
 claims). The machine's load average is printed with every row: the figures are only as
 steady as the machine is idle, their ratio to the same-run baseline steadier.
@@ -49,6 +49,7 @@ import statistics
 import struct
 import tempfile
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -310,10 +311,24 @@ async def measure_gateway(
 ) -> dict[str, float]:
     """The gateway's figures, with its memory per call and its FastAGI p99 idle (before any call) and meanwhile."""
     target = Target(server.agi_port, AGI_BESIDE)
+    loop = asyncio.get_running_loop()
 
     def fastagi(seconds: float) -> Awaitable[Measured]:
-        return offer_paced(target, agi_rate, seconds - WARM_UP, AGI_OPEN)  # it warms up for WARM_UP first
+        return loop.run_in_executor(sessions, fastagi_process, target, agi_rate, seconds)
 
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as sessions:
+        return await _measure_gateway(server, calls, seconds, kind, phases, fastagi)
+
+
+def fastagi_process(target: Target, rate: float, seconds: float) -> Measured:
+    """FastAGI sessions at `rate` for `seconds`, from a process of their own: this one's send rounds would delay them."""
+    pin(LOAD_CPU)
+    return asyncio.run(offer_paced(target, rate, seconds - WARM_UP, AGI_OPEN))  # it warms up for WARM_UP first
+
+
+async def _measure_gateway(
+    server: Server, calls: int, seconds: float, kind: int, phases: int, fastagi: Beside
+) -> dict[str, float]:
     idle_p99 = 1000 * percentile((await fastagi(BESIDE_SECONDS)).latencies, 0.99)
     idle_rss = (await server.report())["rss"]
     uuids: list[str] = []
