@@ -9,13 +9,18 @@ AudioSocket with the returned `SKYPE_CALL_UUID` and, once every call is bridged,
 back. The bare server (an `asyncio.Protocol` per connection that writes back every
 chunk it reads, on the default loop) gets the same connections and frames: its CPU is
 the cost of the sockets alone, measured in the same run, on the same machine load.
+With `--bare clocked` it holds what it reads until a 20 ms clock writes it all back,
+connection after connection, as the gateway's tick does: a socket written 20 ms after it
+was read has gone cold in the caches, and that costs the kernel more than an echo does.
 
 Figures per row, over the measured window: each server's CPU per call and 20 ms period
 (µs/call) and share of its core, and their ratio; the gateway's media ticks that were
 late (started > 10 ms after their deadline, skipped ones included), jitter-buffer
 underruns, the audio that came back (bytes received against one frame per call and
 period), its resident memory per bridged call (growth from before the first call to the
-end of the window, divided by the calls); and this load generator's own late send
+end of the window, divided by the calls), and the p99 latency of FastAGI sessions
+arriving at a fixed rate (`--agi-rate`, from a process of their own) while the calls go
+on (in 3 s after the window) against the same gateway's before its first call; and this load generator's own late send
 rounds (> 10 ms behind its schedule: then the servers were not offered the load the row
 claims). The machine's load average is printed with every row: the figures are only as
 steady as the machine is idle, their ratio to the same-run baseline steadier.
@@ -25,30 +30,35 @@ channels with clocks of their own do, rather than all at the same moment. `--khz
 the `AudioSocket()` application's framing, `--khz 16` that of
 `Dial(AudioSocket/…/c(slin16))`.
 
+With `--rounds N` both servers take turns N times per row and each figure is the median
+of its rounds: on a shared machine a single run can be off by a third.
+
     python -m bench.audiosocket [--seconds 5] [--khz 8|16] [--calls 250 500 750 1000] [--phases 1]
+                                [--agi-rate 200] [--rounds 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import multiprocessing
 import os
 import resource
 import socket
+import statistics
 import struct
 import tempfile
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 
-from .agi_load import one_session
-from .harness import LOAD_CPU, SERVER_CPU, machine, pin, raise_file_limit, rss_kib
+from .agi_load import WARM_UP, Measured, Target, offer_paced, one_session
+from .harness import LOAD_CPU, SERVER_CPU, machine, percentile, pin, raise_file_limit, rss_kib
 
 CONFIG = """
 [general]
@@ -72,7 +82,12 @@ HEADER = struct.Struct("!BH")
 KINDS = {8: 0x10, 16: 0x12}
 """AudioSocket's audio kind for each rate in kHz."""
 CALL_START = "call-start?account=alice&user-name=echo123"
+AGI_BESIDE = "get-profile-balance?account=alice"
+"""The FastAGI sessions served while the calls are bridged."""
+AGI_OPEN = 200
 PERIOD = 0.020
+Beside = Callable[[float], Awaitable[Measured]]
+BESIDE_SECONDS = 3.0
 
 
 # -- the servers, each alone in its process -------------------------------------------------
@@ -83,13 +98,14 @@ def gateway_process(folder: str, pipe: Connection) -> None:
 
 async def _gateway(folder: str, pipe: Connection) -> None:
     from fastagi.app import Gateway, with_ports
+    from fastagi.cli import tune_collector
     from fastagi.config import load_config
 
     path = Path(folder) / "bench.conf"
     path.write_text(CONFIG.format(folder=folder))
     gateway = Gateway(with_ports(load_config(path), 0, 0))
     await gateway.start()
-    gc.freeze()  # as `serve` does
+    tune_collector()  # as `serve` does
     assert gateway.audiosocket is not None
     pipe.send((gateway.agi.port, gateway.audiosocket.port))
     media, sockets = gateway.media, gateway.audiosocket
@@ -102,9 +118,9 @@ async def _gateway(folder: str, pipe: Connection) -> None:
     await gateway.stop()
 
 
-def bare_process(pipe: Connection) -> None:
+def bare_process(clocked: bool, pipe: Connection) -> None:
     pin(SERVER_CPU)
-    asyncio.run(_bare(pipe))
+    asyncio.run(_bare(clocked, pipe))
 
 
 class BareEcho(asyncio.Protocol):
@@ -117,11 +133,41 @@ class BareEcho(asyncio.Protocol):
         self.write(data)
 
 
-async def _bare(pipe: Connection) -> None:
-    server = await asyncio.get_running_loop().create_server(BareEcho, "127.0.0.1", 0)
+class ClockedEcho(asyncio.Protocol):
+    """The same socket work paced as the gateway's: what is read waits for the next 20 ms tick."""
+
+    def __init__(self, echoes: list[ClockedEcho]) -> None:
+        self.pending: list[bytes] = []
+        echoes.append(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.write = transport.write  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.pending.append(data)
+
+
+async def _bare(clocked: bool, pipe: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    echoes: list[ClockedEcho] = []
+    server = await loop.create_server((lambda: ClockedEcho(echoes)) if clocked else BareEcho, "127.0.0.1", 0)
     pipe.send((0, server.sockets[0].getsockname()[1]))
+    if clocked:
+        loop.create_task(_write_every_tick(echoes))
     await _serve_reports(pipe, lambda: {})
     server.close()
+
+
+async def _write_every_tick(echoes: list[ClockedEcho]) -> None:
+    loop = asyncio.get_running_loop()
+    origin, tick = loop.time(), 0
+    while True:
+        tick += 1
+        await asyncio.sleep(max(0.0, origin + tick * PERIOD - loop.time()))
+        for echo in echoes:
+            if echo.pending:
+                echo.write(b"".join(echo.pending))
+                echo.pending.clear()
 
 
 async def _serve_reports(pipe: Connection, report: Any) -> None:
@@ -209,8 +255,14 @@ class Server:
         self.process.join(30)
 
 
-async def drive(server: Server, uuids: list[str], seconds: float, kind: int, phases: int) -> dict[str, float]:
-    """Connect a channel per UUID, send a tone on every one for `seconds` after a warm-up second; the figures."""
+async def drive(
+    server: Server, uuids: list[str], seconds: float, kind: int, phases: int, beside: Beside | None = None
+) -> dict[str, float]:
+    """Connect a channel per UUID, send a tone on every one for `seconds` after a warm-up second; the figures.
+
+    `beside`, if given, runs after those `seconds` for `BESIDE_SECONDS` more while the
+    tone goes on (FastAGI sessions, for the gateway): its own CPU stays out of the figures.
+    """
     rate = 8000 if kind == 0x10 else 16000
     samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(rate * PERIOD)) / rate)).astype("<i2").tobytes()
     frame = HEADER.pack(kind, len(samples)) + samples
@@ -236,6 +288,9 @@ async def drive(server: Server, uuids: list[str], seconds: float, kind: int, pha
         before, received = await server.report(), channels.received
         periods, late_rounds = await send_for(seconds)
         after, received = await server.report(), channels.received - received
+        served: Measured | None = None
+        if beside is not None:
+            _, served = await asyncio.gather(send_for(BESIDE_SECONDS), beside(BESIDE_SECONDS))
     finally:
         channels.close()
     calls = len(uuids)
@@ -247,23 +302,50 @@ async def drive(server: Server, uuids: list[str], seconds: float, kind: int, pha
         "underruns": after.get("underruns", 0) - before.get("underruns", 0), "bridged": after.get("bridged", calls),
         "back_pct": 100 * received / (periods * calls * len(frame)), "rss": after["rss"],
         "gen_late_pct": 100 * late_rounds / (periods * phases), "unsent": channels.unsent,
+        "agi_p99_ms": 1000 * percentile(served.latencies, 0.99) if served is not None else float("nan"),
+        "agi_failed": served.failed if served is not None else 0,
     }
 
 
-async def measure_gateway(server: Server, calls: int, seconds: float, kind: int, phases: int) -> dict[str, float]:
-    idle = (await server.report())["rss"]
+async def measure_gateway(
+    server: Server, calls: int, seconds: float, kind: int, phases: int, agi_rate: float
+) -> dict[str, float]:
+    """The gateway's figures, with its memory per call and its FastAGI p99 idle (before any call) and meanwhile."""
+    target = Target(server.agi_port, AGI_BESIDE)
+    loop = asyncio.get_running_loop()
+
+    def fastagi(seconds: float) -> Awaitable[Measured]:
+        return loop.run_in_executor(sessions, fastagi_process, target, agi_rate, seconds)
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as sessions:
+        return await _measure_gateway(server, calls, seconds, kind, phases, fastagi)
+
+
+def fastagi_process(target: Target, rate: float, seconds: float) -> Measured:
+    """FastAGI sessions at `rate` for `seconds`, from a process of their own: this one's send rounds would delay them."""
+    pin(LOAD_CPU)
+    return asyncio.run(offer_paced(target, rate, seconds - WARM_UP, AGI_OPEN))  # it warms up for WARM_UP first
+
+
+async def _measure_gateway(
+    server: Server, calls: int, seconds: float, kind: int, phases: int, fastagi: Beside
+) -> dict[str, float]:
+    idle_p99 = 1000 * percentile((await fastagi(BESIDE_SECONDS)).latencies, 0.99)
+    idle_rss = (await server.report())["rss"]
     uuids: list[str] = []
     for start in range(0, calls, 50):
         uuids += await asyncio.gather(*(call_start(server.agi_port, n) for n in range(start, min(calls, start + 50))))
     await asyncio.sleep(0.2)  # echo123 answers at once
-    row = await drive(server, uuids, seconds, kind, phases)
-    return {**row, "kib_per_call": (row["rss"] - idle) / calls}
+    row = await drive(server, uuids, seconds, kind, phases, beside=fastagi)
+    return {**row, "kib_per_call": (row["rss"] - idle_rss) / calls, "agi_idle_p99_ms": idle_p99}
 
 
-def run_row(calls: int, seconds: float, kind: int, phases: int) -> tuple[dict[str, float], dict[str, float]]:
+def run_row(
+    calls: int, seconds: float, kind: int, phases: int, agi_rate: float, clocked: bool
+) -> tuple[dict[str, float], dict[str, float]]:
     """The bare echo server, then the gateway, with the same calls: (gateway's figures, bare server's)."""
     raise_file_limit()
-    bare = Server.start(bare_process)
+    bare = Server.start(bare_process, clocked)
     try:
         base = asyncio.run(drive(bare, [str(uuid.uuid4()) for _ in range(calls)], seconds, kind, phases))
     finally:
@@ -271,10 +353,16 @@ def run_row(calls: int, seconds: float, kind: int, phases: int) -> tuple[dict[st
     with tempfile.TemporaryDirectory() as folder:
         gateway = Server.start(gateway_process, folder)
         try:
-            ours = asyncio.run(measure_gateway(gateway, calls, seconds, kind, phases))
+            ours = asyncio.run(measure_gateway(gateway, calls, seconds, kind, phases, agi_rate))
         finally:
             gateway.stop()
     return ours, base
+
+
+def median_row(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds (bridged calls: the fewest)."""
+    merged = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+    return {**merged, "bridged": min(row["bridged"] for row in rows)}
 
 
 def main() -> None:
@@ -283,23 +371,38 @@ def main() -> None:
     parser.add_argument("--khz", type=int, choices=sorted(KINDS), default=8, help="the AudioSocket rate")
     parser.add_argument("--calls", type=int, nargs="+", default=[250, 500, 750, 1000])
     parser.add_argument("--phases", type=int, default=1, help="send groups spread over each 20 ms")
+    parser.add_argument("--agi-rate", type=float, default=200, help="FastAGI sessions/s served beside the calls")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of both servers per row; the medians are shown")
+    parser.add_argument("--bare", choices=("echo", "clocked"), default="echo",
+                        help="the bare server writes back at once, or on a 20 ms clock as the gateway does")
     args = parser.parse_args()
     pin(LOAD_CPU)
     print(machine())
-    print(f"{args.khz} kHz AudioSocket, {args.phases} send phase(s) per 20 ms, {args.seconds:g} s per row")
+    print(f"{args.khz} kHz AudioSocket, {args.phases} send phase(s) per 20 ms, {args.seconds:g} s per row, "
+          f"median of {args.rounds} round(s); the bare server {'writes on a 20 ms clock' if args.bare == 'clocked' else 'echoes at once'}; "
+          f"FastAGI {AGI_BESIDE.split('?')[0]} arriving at {args.agi_rate:g}/s beside the calls")
     print(f"{'calls':>6} {'bridged':>7} | {'gateway':>7} {'core %':>6} {'late %':>6} {'underr':>6} {'back %':>6} "
-          f"{'KiB/call':>8} | {'bare':>6} {'core %':>6} | {'x bare':>6} {'+µs':>6} | {'gen late %':>10} {'load':>5}")
+          f"{'KiB/call':>8} | {'bare':>6} {'core %':>6} | {'x bare':>6} {'+µs':>6} | {'agi p99':>7} {'x idle':>6} | "
+          f"{'gen late %':>10} {'load':>5}")
     for calls in args.calls:
-        ours, base = run_row(calls, args.seconds, KINDS[args.khz], args.phases)
-        print(f"{calls:>6} {ours['bridged']:>7} | {ours['us_per_call']:>7.2f} {ours['core_pct']:>6.1f} "
-              f"{ours['late_pct']:>6.2f} {ours['underruns']:>6} {ours['back_pct']:>6.1f} {ours['kib_per_call']:>8.1f} | "
+        rounds = [run_row(calls, args.seconds, KINDS[args.khz], args.phases, args.agi_rate, args.bare == "clocked")
+                  for _ in range(args.rounds)]
+        ours, base = median_row([gateway for gateway, _ in rounds]), median_row([bare for _, bare in rounds])
+        print(f"{calls:>6} {int(ours['bridged']):>7} | {ours['us_per_call']:>7.2f} {ours['core_pct']:>6.1f} "
+              f"{ours['late_pct']:>6.2f} {int(ours['underruns']):>6} {ours['back_pct']:>6.1f} {ours['kib_per_call']:>8.1f} | "
               f"{base['us_per_call']:>6.2f} {base['core_pct']:>6.1f} | "
               f"{ours['us_per_call'] / max(base['us_per_call'], 1e-9):>6.2f} {ours['us_per_call'] - base['us_per_call']:>6.2f} | "
+              f"{ours['agi_p99_ms']:>7.2f} {ours['agi_p99_ms'] / ours['agi_idle_p99_ms']:>6.2f} | "
               f"{max(ours['gen_late_pct'], base['gen_late_pct']):>10.2f} {os.getloadavg()[0]:>5.2f}", flush=True)
         for name, row in (("gateway", ours), ("bare server", base)):
             if row["unsent"]:
                 print(f"       ({row['unsent']} frames not sent: the {name} stopped reading)")
-    print("gateway, bare: CPU µs per call and 20 ms; x bare: their ratio; +µs: what the gateway adds to the sockets' own cost")
+        if ours["agi_failed"]:
+            print(f"       ({ours['agi_failed']} FastAGI sessions failed)")
+        if max(ours["gen_late_pct"], base["gen_late_pct"]) > 1:
+            print("       (the load side fell behind its schedule: the servers were offered less than the row says)")
+    print("gateway, bare: CPU µs per call and 20 ms; x bare: their ratio; +µs: what the gateway adds to the sockets' "
+          "own cost; agi p99: FastAGI p99 in ms with the calls on, x idle: against the same gateway before its first call")
 
 
 if __name__ == "__main__":

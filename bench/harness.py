@@ -156,12 +156,12 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def machine() -> str:
-    """The machine a benchmark ran on, its load at that moment, and where the two sides run."""
+def machine(placement: bool = True) -> str:
+    """The machine a benchmark ran on, its load at that moment, and (`placement`) where the two sides run."""
     cpuinfo = Path("/proc/cpuinfo")
     models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
               if line.startswith("model name")] if cpuinfo.exists() else []
     load = "/".join(f"{value:.2f}" for value in os.getloadavg())
     return (f"machine: {os.cpu_count()} cores{f' ({models[0]})' if models else ''}, {platform.platform()}, "
-            f"Python {platform.python_version()}, load average {load}; "
-            f"server on core {SERVER_CPU}, this load on core {LOAD_CPU}")
+            f"Python {platform.python_version()}, load average {load}"
+            + (f"; server on core {SERVER_CPU}, this load on core {LOAD_CPU}" if placement else ""))

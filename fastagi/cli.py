@@ -293,6 +293,12 @@ def serve_command(path: str | None) -> int:
 GC_THRESHOLDS = (20_000, 10, 10)
 
 
+def tune_collector() -> None:
+    """Once the gateway has started: its objects so far live for good, and young ones are collected less often."""
+    gc.freeze()  # start-up objects live for good: keep them out of full collections, whose pauses make media ticks late
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def event_loop(name: str) -> Callable[[Coroutine[Any, Any, None]], None]:
     """The runner of `[general] event_loop`: asyncio's own loop, or uvloop's when asked (an optional extra)."""
     if name == "uvloop":
@@ -320,8 +326,7 @@ async def _serve(config: Config, first: str | None = None) -> None:
     await gateway.start()
     if first is not None:
         log.info("%s", first)
-    gc.freeze()  # start-up objects live for good: keep them out of full collections, whose pauses make media ticks late
-    gc.set_threshold(*GC_THRESHOLDS)
+    tune_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,9 +15,10 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
+from bench.audiosocket_path import EchoCalls
 from fastagi.audiosocket.server import AudioSocketConnection, AudioSocketServer
 from fastagi.media.engine import MediaEngine
-from fastagi.model.audio import FRAME_BYTES, EchoPort
+from fastagi.model.audio import FRAME_BYTES
 from doubles.audiosocket_client import SLIN, SLIN16, AsteriskAudioSocket, captured_sessions
 
 T = TypeVar("T")
@@ -194,25 +195,6 @@ def test_tone_comes_back_through_an_echo_at_440_hz_with_little_delay(kind: int) 
     run(scenario)
 
 
-class EchoRooms:
-    """A binder that puts every connection in a room of its own with an echo, as echo123's calls are."""
-
-    def __init__(self, engine: MediaEngine) -> None:
-        self.engine = engine
-
-    def attach(self, call: uuid.UUID, conn: AudioSocketConnection) -> bool:
-        room = self.engine.create_room()
-        room.add(conn)
-        room.add(EchoPort())
-        return True
-
-    def dtmf(self, call: uuid.UUID, digit: str) -> None:
-        pass
-
-    def detached(self, call: uuid.UUID) -> None:
-        pass
-
-
 @pytest.mark.parametrize("kind", [SLIN, SLIN16])
 def test_calls_through_the_engine_each_hear_their_own_tone_back(kind: int) -> None:
     """The engine's ticks move every connection's audio at once; nobody hears another call."""
@@ -220,7 +202,7 @@ def test_calls_through_the_engine_each_hear_their_own_tone_back(kind: int) -> No
 
     async def scenario() -> list[AsteriskAudioSocket]:
         engine = MediaEngine()
-        server = AudioSocketServer("127.0.0.1", 0, EchoRooms(engine), clock=engine)
+        server = AudioSocketServer("127.0.0.1", 0, EchoCalls(engine), clock=engine)
         await server.start()
         engine.start()
         try:

@@ -61,6 +61,13 @@ def test_audiosocket_bench_bridges_every_call():
     assert [(row[0], row[1]) for row in table] == [("1", "1"), ("5", "5")], output
 
 
+def test_audiosocket_path_bench_prints_a_row_per_call_count():
+    for khz in ("8", "16"):
+        output = bench("bench.audiosocket_path", "--khz", khz, "--calls", "1", "3", "--ticks", "5")
+        table = [line.split() for line in output.splitlines() if re.match(r"^\s+\d+\s+[\d.]+$", line)]
+        assert [row[0] for row in table] == ["1", "3"] and all(float(row[1]) > 0 for row in table), output
+
+
 def test_fuzz_runs_every_property_without_a_failure():
     output = bench("bench.fuzz", "--minutes", "0.02", "--examples", "10")
     total = re.search(r"^total\s+(\d+)\s+(\d+)", output, re.MULTILINE)
