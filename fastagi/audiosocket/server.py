@@ -52,9 +52,9 @@ class _Session(asyncio.Protocol):
     Bytes are parsed and dispatched right in `data_received`, called by the event loop:
     at 50 messages a second per call, waking a task for every read would cost more than
     everything else the connection does. A read that is exactly one more audio message
-    (nearly every read) goes straight to the jitter buffer. The session's course (UUID, then audio until
-    either side ends it) is followed by a task of the server that only awaits `attached`
-    and `finished`.
+    (nearly every read) goes straight to the jitter buffer. The session's course (UUID,
+    then audio until either side ends it) is followed by a task of the server that only
+    awaits `attached` and `finished`.
     """
 
     def __init__(self, server: AudioSocketServer) -> None:
