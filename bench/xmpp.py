@@ -155,7 +155,7 @@ class AmiPort:
                     self.arrived[headers.get("Body", "")] = time.perf_counter()
                 response = "Success\r\nMessage: Authentication accepted" if headers.get("Action") == "Login" else "Success"
                 writer.write(f"Response: {response}\r\nActionID: {headers.get('ActionID', '')}\r\n\r\n".encode())
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):  # the gateway left, or the run ends
             writer.close()
 
 
