@@ -20,6 +20,8 @@ from typing import Any
 
 from ..model.profiles import Contact
 
+INSERT_MESSAGE = ("INSERT INTO messages (account, chat, sender, body, direction, created, network_id) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY, balance INTEGER NOT NULL, currency TEXT NOT NULL);
@@ -123,6 +125,8 @@ class Store:
         self._migrate()
         self._contacts: dict[tuple[str, str], Contact] = {}
         self._open_chats: dict[tuple[str, str], str | None] = {}
+        self._chats_open: set[tuple[str, str]] = set()
+        """(account, chat) written open by `add_message` and not left since."""
         self._balances: dict[str, tuple[int, str]] = {
             row["name"]: (row["balance"], row["currency"]) for row in self._rows("SELECT * FROM accounts")
         }
@@ -241,6 +245,7 @@ class Store:
     def leave_chat(self, account: str, name: str) -> bool:
         for key in [key for key, open_chat in self._open_chats.items() if key[0] == account and open_chat == name]:
             del self._open_chats[key]
+        self._chats_open.discard((account, name))
         return self._write(
             "UPDATE chats SET left_at = ? WHERE account = ? AND name = ? AND left_at IS NULL", (time.time(), account, name)
         ).rowcount > 0
@@ -251,18 +256,18 @@ class Store:
     def add_message(
         self, account: str, chat: str, partner: str, sender: str, body: str, direction: str, network_id: str = ""
     ) -> int | None:
-        """Store a message and (re)open its chat with `partner`, in one transaction; returns the message's id.
+        """Store a message and (re)open its chat with `partner`, both or neither; returns the message's id.
 
         None when a message with the same `network_id` is already stored (nothing is written).
         """
         now = time.time()
+        row = (account, chat, sender, body, direction, now, network_id)
+        if (account, chat) in self._chats_open:  # the chat's row needs no write: one statement, no transaction
+            cur = self._db.execute(INSERT_MESSAGE, row)
+            return int(cur.lastrowid or 0) if cur.rowcount else None
         self._db.execute("BEGIN IMMEDIATE")  # autocommit connection: the two writes are one transaction here
         try:
-            cur = self._db.execute(
-                "INSERT INTO messages (account, chat, sender, body, direction, created, network_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (account, chat, sender, body, direction, now, network_id),
-            )
+            cur = self._db.execute(INSERT_MESSAGE, row)
             if cur.rowcount == 0:
                 self._db.execute("ROLLBACK")
                 return None
@@ -275,6 +280,7 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        self._chats_open.add((account, chat))
         if self._open_chats.get((account, partner), "") != chat:  # the newest open chat may have changed
             self._open_chats.pop((account, partner), None)
         return int(cur.lastrowid or 0)

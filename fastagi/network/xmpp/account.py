@@ -23,23 +23,22 @@ from pathlib import Path
 from typing import Any, Callable
 from xml.etree.ElementTree import Element
 
-import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import JID, InvalidJID
-from slixmpp.plugins.xep_0198.stanza import RequestAck
 
 from ...model import errors
 from ...model.errors import SkypeError
 from ..driver import Endpoint
 from . import mapping
 from .calls import CallPolicy, CallSettings, XmppCalls
+from .client import Client
 
 log = logging.getLogger("fastagi.network.xmpp")
 
 PLUGINS = ("xep_0030", "xep_0066", "xep_0054", "xep_0191", "xep_0198", "xep_0199", "xep_0363", "xep_0359")
 NO_AUTOMATIC_ACK_REQUESTS = {"window": 2**31}
 """slixmpp's own ack request leaves ahead of the stanza it follows (it bypasses the send queue),
-so it never covers that stanza: `send_confirmed` queues its request behind the stanza instead."""
+so it never covers that stanza: `send_confirmed` queues its request behind the stanza instead (`Client.request_ack`)."""
 EXTDISCO = "urn:xmpp:extdisco:2"
 MAX_BODY = 65536
 """Characters of a received message kept; the rest is cut (a peer may send megabytes)."""
@@ -141,9 +140,9 @@ class XmppAccount:
         self.calls = XmppCalls(name, self.client, endpoint, call_settings, policy)
 
     # -- the connection ------------------------------------------------------------
-    def _client(self) -> slixmpp.ClientXMPP:
+    def _client(self) -> Client:
         settings = self.settings
-        client = slixmpp.ClientXMPP(f"{self.jid.bare}/{settings.resource}", settings.password)
+        client = Client(f"{self.jid.bare}/{settings.resource}", settings.password)
         client.enable_starttls = settings.xmpp_tls == "starttls"
         client.enable_direct_tls = settings.xmpp_tls == "direct"
         client.enable_plaintext = settings.xmpp_tls == "none"
@@ -305,7 +304,7 @@ class XmppAccount:
         try:
             stanza.send()
             if stream_managed:
-                self.client.send(RequestAck(self.client), use_filters=False)
+                self.client.request_ack()
                 await asyncio.wait_for(waiter, self._timing.timeout)
             else:
                 await self.client.plugin["xep_0199"].ping(jid=self.jid.domain, timeout=self._timing.timeout)
