@@ -10,6 +10,9 @@ in this process. Measured in the same run:
 - the baseline: a bare slixmpp client, in a process of its own on the gateway's core,
   sending the same messages with N in flight, each done once the server acked it (stream
   management): the same work on the wire without the gateway;
+- the least a gateway could do: the bare client behind a minimal AGI responder (read the
+  environment, send the message, wait for the server's ack, write the gateway's own result
+  commands in one write), with the same N sessions in flight: the AGI sessions' share;
 - the delay from a peer's message to its `UserEvent` reaching Asterisk's AMI port: a
   peer sends at a fixed rate with its send time in the body; p50 and p99.
 
@@ -26,13 +29,14 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Awaitable, Iterable, Iterator
 
 import slixmpp
 from slixmpp.plugins.xep_0198.stanza import RequestAck
 
-from .agi_load import Measured, Target, offer_load
-from .harness import LOAD_CPU, SERVER_CPU, Server, free_port, gateway_config, machine, percentile, pin, raise_file_limit
+from .agi_load import Measured, Target, offer_load, one_session, one_write
+from .harness import (LOAD_CPU, SERVER_CPU, Server, free_port, gateway_config, machine, percentile, pin,
+                      process_cpu_seconds, raise_file_limit)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from xmpp.server import Prosody  # noqa: E402 - the tests' throwaway server
@@ -53,10 +57,10 @@ BODY = "Hello from the PBX"
 class Client(slixmpp.ClientXMPP):
     """A bare slixmpp client: STARTTLS with the server's CA, stream management."""
 
-    def __init__(self, server: Prosody, user: str) -> None:
+    def __init__(self, ca_file: Path, user: str) -> None:
         super().__init__(f"{user}@localhost/bench", "secret")
         self.enable_direct_tls = self.enable_plaintext = False
-        self.ca_certs = server.ca_file
+        self.ca_certs = ca_file
         self.register_plugin("xep_0198", pconfig={"window": 2**31})
         self.ready = asyncio.Event()
         self.acked: dict[str, asyncio.Future[None]] = {}
@@ -82,17 +86,20 @@ class Client(slixmpp.ClientXMPP):
         await waiter
 
 
-# -- the baseline, in its own process on the gateway's core ------------------------------------
-def baseline_process(port: int, ca: str, concurrency: int, seconds: float, pipe) -> None:  # type: ignore[no-untyped-def]
+# -- the baselines, each in its own process on the gateway's core ------------------------------
+def bare_client(ca_file: str, user: str, port: int) -> Awaitable[Client]:
+    """A bare client of `user` on `port`, in a baseline's process on the gateway's core."""
     pin(SERVER_CPU)
-    server = Prosody.__new__(Prosody)  # only its CA file is needed here
-    server.ca_file = Path(ca)
-    pipe.send(asyncio.run(_baseline(server, port, concurrency, seconds)))
+    return Client(Path(ca_file), user).online(port)
 
 
-async def _baseline(server: Prosody, port: int, concurrency: int, seconds: float) -> tuple[float, float]:
+def baseline_process(port: int, ca: str, concurrency: int, seconds: float, pipe) -> None:  # type: ignore[no-untyped-def]
+    pipe.send(asyncio.run(_baseline(ca, port, concurrency, seconds)))
+
+
+async def _baseline(ca_file: str, port: int, concurrency: int, seconds: float) -> tuple[float, float]:
     """(messages acked per second, CPU seconds per message) of a bare client with `concurrency` in flight."""
-    client = await Client(server, "carol").online(port)
+    client = await bare_client(ca_file, "carol", port)
     sent = 0
     started = time.perf_counter() + 0.5  # after a warm-up, as the gateway's sessions
     stop = started + seconds
@@ -125,6 +132,60 @@ def baseline(server: Prosody, concurrency: int, seconds: float) -> tuple[float, 
     result = receive.recv()
     child.join()
     return result
+
+
+class MinimalGateway(asyncio.Protocol):
+    """Reads the environment, sends the message with the bare client, writes the result commands once it is acked."""
+
+    client: Client
+    commands = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+        self.sending: asyncio.Task[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.sending is None and b"\n\n" in self.buffer:
+            self.sending = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        await self.client.send_acked("bob@localhost", BODY)
+        self.transport.write(self.commands)
+        self.transport.write_eof()
+
+    def eof_received(self) -> bool:
+        return False
+
+
+def minimal_gateway_process(c2s: int, ca: str, port: int, commands: bytes, ready) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(_minimal_gateway(ca, c2s, port, commands, ready))
+
+
+async def _minimal_gateway(ca_file: str, c2s: int, port: int, commands: bytes, ready) -> None:  # type: ignore[no-untyped-def]
+    MinimalGateway.client = await bare_client(ca_file, "dave", c2s)
+    MinimalGateway.commands = commands
+    listening = await asyncio.get_running_loop().create_server(MinimalGateway, "127.0.0.1", port, backlog=1024)
+    ready.send(True)
+    await listening.serve_forever()
+
+
+@contextmanager
+def minimal_gateway(server: Prosody, commands: list[bytes]) -> Iterator[tuple[int, int]]:
+    """(port, pid) of the least a gateway could do, answering with the gateway's `commands`."""
+    port = free_port()
+    receive, send = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.Process(target=minimal_gateway_process,
+                                    args=(server.c2s_port, str(server.ca_file), port, one_write(commands), send))
+    child.start()
+    try:
+        receive.recv()
+        assert child.pid is not None
+        yield port, child.pid
+    finally:
+        child.kill()
+        child.join()
 
 
 # -- Asterisk's AMI port -----------------------------------------------------------------------
@@ -161,7 +222,7 @@ class AmiPort:
 
 async def delays(server: Prosody, ami: AmiPort, rate: float, seconds: float) -> list[float]:
     """Seconds from a peer's message to its UserEvent at the AMI port, for messages sent at `rate` a second."""
-    bob = await Client(server, "bob").online(server.c2s_port)
+    bob = await Client(server.ca_file, "bob").online(server.c2s_port)
     for n in range(20):  # a new session's first stanzas wait behind its set-up: not counted
         await bob.send_acked("alice@localhost", f"warm-up {n}")
     while "warm-up 19" not in ami.arrived:
@@ -196,8 +257,35 @@ def throwaway_prosody(users: Iterable[str]) -> Iterator[Prosody]:
         server.remove()
 
 
+async def sessions(port: int, pid: int, script: str, concurrency: int, seconds: float) -> tuple[Measured, float]:
+    """`concurrency` sessions always in flight on `port`: what was measured, and the server's CPU seconds per session."""
+    cpu = process_cpu_seconds(pid)
+    measured: Measured = await offer_load(Target(port, script), concurrency, seconds)
+    return measured, (process_cpu_seconds(pid) - cpu) / max(measured.succeeded_in_all, 1)
+
+
+HEADER = (f"{'in flight':>9}  {'gateway/s':>10}  {'p99 ms':>7}  {'failed':>6}  {'µs/msg':>7}  {'bare client/s':>13}  "
+          f"{'µs/msg':>7}  {'ratio':>5}  {'minimal gateway/s':>17}  {'µs/msg':>7}  {'ratio':>5}")
+
+
+async def rows(server: Prosody, port: int, pid: int, args: argparse.Namespace) -> None:
+    """The gateway beside the bare client and the minimal gateway, for each number of sessions in flight."""
+    script = f"chatmessage-send?account=alice&user-name=bob@localhost&message-body={BODY.replace(' ', '%20')}"
+    probe = await one_session(port, script, 0)
+    with minimal_gateway(server, probe.commands) as (minimal_port, minimal_pid):
+        print(HEADER)
+        for concurrency in args.concurrency:
+            measured, cpu = await sessions(port, pid, script, concurrency, args.seconds)
+            bare, bare_cpu = baseline(server, concurrency, args.seconds)
+            least, least_cpu = await sessions(minimal_port, minimal_pid, script, concurrency, args.seconds)
+            print(f"{concurrency:>9}  {measured.rate:>10.0f}  {percentile(measured.latencies, 0.99) * 1000:>7.1f}"
+                  f"  {measured.failed:>6}  {cpu * 1e6:>7.0f}  {bare:>13.0f}  {bare_cpu * 1e6:>7.0f}"
+                  f"  {measured.rate / bare:>5.2f}  {least.rate:>17.0f}  {least_cpu * 1e6:>7.0f}"
+                  f"  {measured.rate / least.rate:>5.2f}")
+
+
 async def run(args: argparse.Namespace) -> None:
-    with throwaway_prosody(("alice", "bob", "carol")) as server:
+    with throwaway_prosody(("alice", "bob", "carol", "dave")) as server:
         ami = AmiPort()
         ami_port = await ami.start()
         with tempfile.TemporaryDirectory() as folder:
@@ -209,19 +297,9 @@ async def run(args: argparse.Namespace) -> None:
                                    port, Path(folder) / "gateway.log")
             try:
                 await asyncio.sleep(1.0)  # the account logs in
-                receiver = await Client(server, "bob").online(server.c2s_port)  # keeps bob online: no offline storage
+                receiver = await Client(server.ca_file, "bob").online(server.c2s_port)  # keeps bob online: no offline storage
                 print(machine())
-                print(f"{'in flight':>9}  {'gateway/s':>10}  {'p99 ms':>7}  {'failed':>6}  {'µs/msg':>7}  "
-                      f"{'bare client/s':>13}  {'µs/msg':>7}  {'ratio':>5}")
-                script = f"chatmessage-send?account=alice&user-name=bob@localhost&message-body={BODY.replace(' ', '%20')}"
-                for concurrency in args.concurrency:
-                    cpu = gateway.cpu_seconds()
-                    measured: Measured = await offer_load(Target(port, script), concurrency, args.seconds)
-                    cpu = (gateway.cpu_seconds() - cpu) / max(measured.succeeded_in_all, 1)
-                    bare, bare_cpu = baseline(server, concurrency, args.seconds)
-                    print(f"{concurrency:>9}  {measured.rate:>10.0f}  {percentile(measured.latencies, 0.99) * 1000:>7.1f}"
-                          f"  {measured.failed:>6}  {cpu * 1e6:>7.0f}  {bare:>13.0f}  {bare_cpu * 1e6:>7.0f}"
-                          f"  {measured.rate / bare:>5.2f}")
+                await rows(server, port, gateway.process.pid, args)
                 receiver.disconnect()
                 await ami.quiet()  # the chat messages' UserEvents above have all reached the AMI port
                 seen = await delays(server, ami, args.rate, args.seconds)
