@@ -132,7 +132,7 @@ class Gateway:
         self.bridge = CallBridge(self.manager.calls, self.call_media, self.bus,
                                  play_dtmf=self.ami.play_dtmf if self.ami is not None else None)
         sockets = config.audiosocket
-        self.audiosocket = AudioSocketServer(sockets.bind, sockets.port, self.bridge,
+        self.audiosocket = AudioSocketServer(sockets.bind, sockets.port, self.bridge, permit=sockets.permit,
                                              media=settings(SocketMediaSettings, sockets), clock=self.media)
         self.action_metrics = ActionMetrics() if general.metrics is not None else None
         self.dispatcher = Dispatcher(

@@ -1,0 +1,199 @@
+"""Listening TCP sockets whose accepts the gateway drives itself: who may connect, and what to do out of descriptors.
+
+The FastAGI, AudioSocket and metrics servers take their connections from a `Listener`:
+it accepts, refuses before reading a byte whoever its `admit` check turns away (the
+`permit` networks, a connection cap), and hands the others to the event loop with
+`loop.connect_accepted_socket`, so the protocols are the same as under `create_server`.
+A protocol is made knowing its peer's address as accept(2) gave it: asking the socket
+later fails for a peer that has already reset the connection.
+
+Out of file descriptors (EMFILE, ENFILE, or ENOBUFS/ENOMEM), the listener stops
+watching its sockets, logs one WARNING for the whole episode, and looks again every
+`pause` seconds; connections wait in the kernel's listen queue meanwhile. The episode
+ends, with one INFO line, once the queue is empty: each descriptor freed meanwhile takes
+one more waiting connection, and a line each time would be a flood again. asyncio's own accept loop (Python 3.11) cannot be used
+for this: it goes on calling accept() after EMFILE, each time with an ERROR and a
+traceback and one more retry scheduled (CPython gh-151615), while uvloop (libuv) accepts
+and closes the queued connections, saying nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import ipaddress
+import logging
+import resource
+import socket
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger("fastagi.listener")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = tuple[Any, ...]
+"""A peer's address as accept(2) gave it: (host, port) or (host, port, flowinfo, scope_id)."""
+Admit = Callable[[str], "str | None"]
+"""Why a peer at this host address is refused, or None to take it."""
+ProtocolFactory = Callable[[Address], asyncio.BaseProtocol]
+
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+PAUSE = 0.1  # seconds between looks while out of descriptors: one failing accept(2) each
+FILES_BESIDES_CONNECTIONS = 64  # the database, log, listening sockets, AMI, calls' AudioSocket: a generous guess
+
+
+def permitted(address: str, permit: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in permit if net.version == ip.version)
+
+
+class Permit:
+    """The `permit` of a server as an `Admit` check; a PBX connects from a handful of addresses: each is judged once."""
+
+    def __init__(self, networks: Sequence[Network]) -> None:
+        self.networks = tuple(networks)
+        self._allows = functools.lru_cache(maxsize=4096)(lambda address: permitted(address, self.networks))
+
+    def __call__(self, address: str) -> str | None:
+        return None if self._allows(address) else "not in permit"
+
+
+def file_limit() -> int:
+    """The descriptors this process may open (the soft RLIMIT_NOFILE)."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def warn_if_short_of_descriptors(max_connections: int, limit: int | None = None) -> None:
+    """One WARNING at start when `max_connections` cannot all be open under the descriptor limit."""
+    limit = file_limit() if limit is None else limit
+    if limit == resource.RLIM_INFINITY or max_connections + FILES_BESIDES_CONNECTIONS <= limit:
+        return
+    log.warning("max_connections = %d, but this process may open only %d files (RLIMIT_NOFILE), its own included: "
+                "out of them, the gateway stops accepting connections until some close; raise the limit "
+                "(LimitNOFILE= in the systemd unit, ulimit -n) or lower max_connections", max_connections, limit)
+
+
+async def bound_sockets(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """Listening sockets on every address `host` resolves to, as `loop.create_server` binds them."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, address in dict.fromkeys((info[0], info[4]) for info in infos):
+            sock = socket.create_server(address, family=family, backlog=backlog)
+            sock.setblocking(False)
+            sockets.append(sock)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class Listener:
+    """Accepts connections for one server (`name` in its log lines) and makes them `factory(peer)`'s protocols."""
+
+    def __init__(self, name: str, factory: ProtocolFactory, admit: Admit | None = None,
+                 pause: float = PAUSE) -> None:
+        self.name = name
+        self._factory = factory
+        self._admit = admit
+        self._pause = pause
+        self._sockets: list[socket.socket] = []
+        self._backlog = 100
+        self._connecting: set[asyncio.Task[object]] = set()
+        self._retry: asyncio.TimerHandle | None = None
+        self._exhausted_at: float | None = None
+        self._pauses = 0
+        self.refused = 0
+        """Connections `admit` turned away."""
+
+    @property
+    def port(self) -> int:
+        return int(self._sockets[0].getsockname()[1])
+
+    async def listen(self, host: str, port: int, backlog: int = 100) -> None:
+        self._backlog = backlog
+        self._sockets = await bound_sockets(host, port, backlog)
+        self._watch()
+
+    def close(self) -> None:
+        """Stop accepting and close the listening sockets (connections already made stay)."""
+        self._unwatch()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
+
+    def _watch(self) -> None:
+        self._retry = None
+        loop = asyncio.get_running_loop()
+        for sock in self._sockets:
+            loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _unwatch(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        loop = asyncio.get_running_loop()
+        for sock in self._sockets:
+            loop.remove_reader(sock.fileno())
+
+    def _accept(self, sock: socket.socket) -> None:
+        """Take what waits in the queue, at most one backlog's worth per turn of the loop."""
+        for _ in range(self._backlog):
+            try:
+                conn, address = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                self._caught_up()
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno not in EXHAUSTED:
+                    raise  # the loop logs it: a bug, not a condition
+                self._exhausted(exc)
+                return
+            self._take(conn, address)
+
+    def _take(self, conn: socket.socket, peer: Address) -> None:
+        reason = self._admit(peer[0]) if self._admit is not None else None
+        if reason is not None:
+            self.refused += 1
+            log.warning("refused %s connection from %s: %s", self.name, peer[0], reason)
+            conn.close()
+            return
+        conn.setblocking(False)
+        task = asyncio.get_running_loop().create_task(self._connect(conn, peer))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, conn: socket.socket, peer: Address) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: self._factory(peer), conn)
+        except OSError as exc:  # gone before its transport was made
+            log.debug("%s connection lost while being accepted: %s", self.name, exc)
+            conn.close()
+
+    def _exhausted(self, exc: OSError) -> None:
+        self._unwatch()
+        loop = asyncio.get_running_loop()
+        self._retry = loop.call_later(self._pause, self._watch)
+        self._pauses += 1
+        if self._exhausted_at is None:
+            self._exhausted_at = loop.time()
+            log.warning("%s out of file descriptors (%s, RLIMIT_NOFILE %d): not accepting connections until some "
+                        "close, trying again every %g s", self.name, exc.strerror, file_limit(), self._pause)
+
+    def _caught_up(self) -> None:
+        """Nothing waits in the queue: an episode out of descriptors, if any, is over."""
+        if self._exhausted_at is not None:
+            seconds = asyncio.get_running_loop().time() - self._exhausted_at
+            log.info("%s accepting connections again after %.1f s (%d pauses out of file descriptors)",
+                     self.name, seconds, self._pauses)
+            self._exhausted_at = None
+            self._pauses = 0
