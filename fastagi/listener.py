@@ -1,6 +1,6 @@
-"""Listening TCP sockets whose accepts the gateway drives itself: who may connect, and what to do out of descriptors.
+"""Listening sockets whose accepts the gateway drives itself: who may connect, and what to do out of descriptors.
 
-The FastAGI, AudioSocket and metrics servers take their connections from a `Listener`:
+The FastAGI, AudioSocket, metrics and control servers take their connections from a `Listener`:
 it accepts, refuses before reading a byte whoever its `admit` check turns away (the
 `permit` networks, a connection cap), and hands the others to the event loop with
 `loop.connect_accepted_socket`, so the protocols are the same as under `create_server`.
@@ -85,7 +85,11 @@ async def bound_sockets(host: str, port: int, backlog: int) -> list[socket.socke
     sockets: list[socket.socket] = []
     try:
         for family, address in dict.fromkeys((info[0], info[4]) for info in infos):
-            sock = socket.create_server(address, family=family, backlog=backlog)
+            try:
+                sock = socket.create_server(address, family=family, backlog=backlog)
+            except OSError as exc:  # asyncio's words, as `cannot start: …` said them before
+                raise OSError(exc.errno, f"error while attempting to bind on address {address!r}: "
+                                         f"{(exc.strerror or str(exc)).lower()}") from None
             sock.setblocking(False)
             sockets.append(sock)
     except BaseException:
@@ -118,8 +122,12 @@ class Listener:
         return int(self._sockets[0].getsockname()[1])
 
     async def listen(self, host: str, port: int, backlog: int = 100) -> None:
+        self.serve(await bound_sockets(host, port, backlog), backlog)
+
+    def serve(self, sockets: list[socket.socket], backlog: int) -> None:
+        """Accept on `sockets`, listening and non-blocking; they are the listener's to close."""
         self._backlog = backlog
-        self._sockets = await bound_sockets(host, port, backlog)
+        self._sockets = sockets
         self._watch()
 
     def close(self) -> None:
