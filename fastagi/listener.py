@@ -9,7 +9,7 @@ later fails for a peer that has already reset the connection.
 
 Out of file descriptors (EMFILE, ENFILE, or ENOBUFS/ENOMEM), the listener stops
 watching its sockets, logs one WARNING for the whole episode, and looks again every
-`pause` seconds; connections wait in the kernel's listen queue meanwhile. The episode
+`PAUSE` seconds; connections wait in the kernel's listen queue meanwhile. The episode
 ends, with one INFO line, once the queue is empty: each descriptor freed meanwhile takes
 one more waiting connection, and a line each time would be a flood again. asyncio's own accept loop (Python 3.11) cannot be used
 for this: it goes on calling accept() after EMFILE, each time with an ERROR and a
@@ -38,6 +38,9 @@ Admit = Callable[[str], "str | None"]
 ProtocolFactory = Callable[[Address], asyncio.BaseProtocol]
 
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# accept(2) on Linux: the connection waiting first failed meanwhile; take the next one (accept(2), "Error handling")
+GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT, errno.EHOSTDOWN,
+                  errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH})
 PAUSE = 0.1  # seconds between looks while out of descriptors: one failing accept(2) each
 FILES_BESIDES_CONNECTIONS = 64  # the database, log, listening sockets, AMI, calls' AudioSocket: a generous guess
 
@@ -68,9 +71,9 @@ def file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def warn_if_short_of_descriptors(max_connections: int, limit: int | None = None) -> None:
+def warn_if_short_of_descriptors(max_connections: int) -> None:
     """One WARNING at start when `max_connections` cannot all be open under the descriptor limit."""
-    limit = file_limit() if limit is None else limit
+    limit = file_limit()
     if limit == resource.RLIM_INFINITY or max_connections + FILES_BESIDES_CONNECTIONS <= limit:
         return
     log.warning("max_connections = %d, but this process may open only %d files (RLIMIT_NOFILE), its own included: "
@@ -102,12 +105,10 @@ async def bound_sockets(host: str, port: int, backlog: int) -> list[socket.socke
 class Listener:
     """Accepts connections for one server (`name` in its log lines) and makes them `factory(peer)`'s protocols."""
 
-    def __init__(self, name: str, factory: ProtocolFactory, admit: Admit | None = None,
-                 pause: float = PAUSE) -> None:
+    def __init__(self, name: str, factory: ProtocolFactory, admit: Admit | None = None) -> None:
         self.name = name
         self._factory = factory
         self._admit = admit
-        self._pause = pause
         self._sockets: list[socket.socket] = []
         self._backlog = 100
         self._connecting: dict[asyncio.Task[object], socket.socket] = {}
@@ -159,9 +160,9 @@ class Listener:
             except (BlockingIOError, InterruptedError):
                 self._caught_up()
                 return
-            except ConnectionAbortedError:
-                continue
             except OSError as exc:
+                if exc.errno in GONE:
+                    continue
                 if exc.errno not in EXHAUSTED:
                     raise  # the loop logs it: a bug, not a condition
                 self._exhausted(exc)
@@ -190,12 +191,12 @@ class Listener:
     def _exhausted(self, exc: OSError) -> None:
         self._unwatch()
         loop = asyncio.get_running_loop()
-        self._retry = loop.call_later(self._pause, self._watch)
+        self._retry = loop.call_later(PAUSE, self._watch)
         self._pauses += 1
         if self._exhausted_at is None:
             self._exhausted_at = loop.time()
             log.warning("%s out of file descriptors (%s, RLIMIT_NOFILE %d): not accepting connections until some "
-                        "close, trying again every %g s", self.name, exc.strerror, file_limit(), self._pause)
+                        "close, trying again every %g s", self.name, exc.strerror, file_limit(), PAUSE)
 
     def _caught_up(self) -> None:
         """Nothing waits in the queue: an episode out of descriptors, if any, is over."""
