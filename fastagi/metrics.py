@@ -103,6 +103,19 @@ class StatusCollector(Collector):
                                 "The worst event-loop lag since the gateway started", value=worst)
 
 
+class _HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logs a malformed request as an ERROR with a traceback: here a peer's bad bytes are one
+    WARNING line, as everywhere in the gateway, and the server's own failures stay ERRORs."""
+
+    def exception(self, msg: object, *args: object, exc_info: object = True, **kwargs: object) -> None:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        if isinstance(exc_info, HttpProcessingError):
+            self.warning("bad metrics request from %s: %s", args[0] if args else "?", " ".join(exc_info.message.split()))
+        else:
+            self.error(msg, *args, exc_info=exc_info, **kwargs)  # type: ignore[arg-type]
+
+
 class MetricsServer:
     """The HTTP endpoint (`/metrics`, or any path) of one gateway's registry."""
 
@@ -124,7 +137,7 @@ class MetricsServer:
         from prometheus_client.aiohttp import make_aiohttp_handler
 
         self._http = web.Server(make_aiohttp_handler(self._registry), keepalive_timeout=self._idle_timeout,
-                                access_log=None)
+                                access_log=None, logger=_HttpLog(log, {}))
         host, port = self._address
         await self._listener.listen(host, port)
         log.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)

@@ -216,6 +216,31 @@ def test_a_connection_without_a_whole_request_is_closed_after_the_idle_timeout()
     run(body())
 
 
+@pytest.mark.parametrize("request_bytes, reason", [
+    (b"GET /metrics HTTP/1.1\r\n\r\n", "Missing 'Host' header in request."),
+    (b"GET /metrics HTTP/1.1\r\nHost: gateway\r\nX-Long: " + b"a" * 10000 + b"\r\n\r\n",
+     "Got more than 8190 bytes when reading: b'" + "a" * 100 + "...'."),
+])
+def test_a_malformed_request_is_a_400_and_one_warning_line(caplog: pytest.LogCaptureFixture, request_bytes: bytes,
+                                                          reason: str) -> None:
+    async def body() -> bytes:
+        server = MetricsServer(("127.0.0.1", 0), CollectorRegistry())
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request_bytes)
+            reply = await closed_within(reader, 2.0)
+            writer.close()
+            return reply
+        finally:
+            await server.stop()
+
+    with caplog.at_level(logging.INFO):
+        assert run(body()).startswith(b"HTTP/1.0 400 Bad Request\r\n")
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records if r.levelno >= logging.WARNING] == [
+        ("WARNING", f"bad metrics request from 127.0.0.1: {reason}", None)]
+
+
 # -- the session log ---------------------------------------------------------------------
 def test_one_log_line_per_action_with_long_values_cut_to_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     body_text = "first line\r\nuniqueid=forged action=x " + "y" * 200
