@@ -105,16 +105,20 @@ async def bound_sockets(host: str, port: int, backlog: int) -> list[socket.socke
 class Listener:
     """Accepts connections for one server (`name` in its log lines) and makes them `factory(peer)`'s protocols."""
 
-    def __init__(self, name: str, factory: ProtocolFactory, admit: Admit | None = None) -> None:
+    def __init__(self, name: str, factory: ProtocolFactory, admit: Admit | None = None,
+                 make_room: Callable[[], int] | None = None) -> None:
         self.name = name
         self._factory = factory
         self._admit = admit
+        self._make_room = make_room
+        """Out of descriptors: close connections of this server that can go; how many (then look again at once)."""
         self._sockets: list[socket.socket] = []
         self._backlog = 100
         self._connecting: dict[asyncio.Task[object], socket.socket] = {}
-        self._retry: asyncio.TimerHandle | None = None
+        self._retry: asyncio.Handle | None = None
         self._exhausted_at: float | None = None
         self._pauses = 0
+        self._closed_for_room = 0
         self.refused = 0
         """Connections `admit` turned away."""
 
@@ -191,8 +195,11 @@ class Listener:
     def _exhausted(self, exc: OSError) -> None:
         self._unwatch()
         loop = asyncio.get_running_loop()
-        self._retry = loop.call_later(PAUSE, self._watch)
-        self._pauses += 1
+        freed = self._make_room() if self._make_room is not None else 0
+        self._closed_for_room += freed
+        # closed transports free their descriptors in callbacks already queued: this one runs after them
+        self._retry = loop.call_soon(self._watch) if freed else loop.call_later(PAUSE, self._watch)
+        self._pauses += not freed
         if self._exhausted_at is None:
             self._exhausted_at = loop.time()
             log.warning("%s out of file descriptors (%s, RLIMIT_NOFILE %d): not accepting connections until some "
@@ -202,7 +209,8 @@ class Listener:
         """Nothing waits in the queue: an episode out of descriptors, if any, is over."""
         if self._exhausted_at is not None:
             seconds = asyncio.get_running_loop().time() - self._exhausted_at
-            log.info("%s accepting connections again after %.1f s (%d pauses out of file descriptors)",
-                     self.name, seconds, self._pauses)
+            log.info("%s accepting connections again after %.1f s (%d pauses; %d silent connections closed to make "
+                     "room)", self.name, seconds, self._pauses, self._closed_for_room)
             self._exhausted_at = None
             self._pauses = 0
+            self._closed_for_room = 0

@@ -9,13 +9,15 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
+from doubles.asterisk_agi import environment as agi_environment
 from test_cli import COMMAND, agi, served_config, wait_for_port
 
 LIMIT = 64  # descriptors the gateway may open: about 40 left for connections once it runs
-FLOOD = 300  # idle connections, far more than that; the rest wait in the listen queue
+FLOOD = 300  # connections, far more than that: the rest wait in the listen queue
 SHORT = (f"max_connections = 2048, but this process may open only {LIMIT} files (RLIMIT_NOFILE), its own included: "
          "out of them, the gateway stops accepting connections until some close; raise the limit "
          "(LimitNOFILE= in the systemd unit, ulimit -n) or lower max_connections")
@@ -37,18 +39,46 @@ def serve_with_file_limit(tmp_path: Path, config: Path, limit: int) -> tuple[sub
     return process, log
 
 
-def idle_connections(port: int, count: int) -> list[socket.socket]:
-    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+def connections(port: int, count: int, send: Callable[[int], bytes] = lambda n: b"") -> list[socket.socket]:
+    """`count` connections, connection n sending `send(n)` at once; the gateway's listen queue takes them all."""
+    made = []
+    for n in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(send(n))
+        made.append(sock)
+    return made
+
+
+def waiting_session(port: int) -> Callable[[int], bytes]:
+    """A whole environment of get-profile-balance without an account: the gateway asks for the channel's and waits."""
+    return lambda n: agi_environment("get-profile-balance", [], f"1.{n}", f"PJSIP/{n}", port)
+
+
+def exhausted(server: str) -> str:
+    return (f"WARNING fastagi.listener: {server} out of file descriptors (Too many open files, RLIMIT_NOFILE {LIMIT}): "
+            "not accepting connections until some close, trying again every 0.1 s")
+
+
+def episode_end(server: str, text: str) -> tuple[int, int]:
+    """The pauses and the connections closed to make room that `server`'s episode took, from its INFO line."""
+    ended = re.search(rf"INFO fastagi.listener: {server} accepting connections again after [\d.]+ s "
+                      r"\((\d+) pauses; (\d+) silent connections closed to make room\)", text)
+    assert ended, text[-3000:]
+    return int(ended.group(1)), int(ended.group(2))
+
+
+def listener_warnings(text: str) -> list[str]:
+    return [line.split(" ", 1)[1] for line in text.splitlines() if " WARNING fastagi.listener: " in line]
 
 
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 def test_out_of_descriptors_warns_once_and_accepts_again_once_some_close(tmp_path: Path, event_loop: str) -> None:
-    # the gateway never reaps the idle ones itself here: the episode lasts until they close
-    config, port = served_config(tmp_path, f"environment_timeout = 60\nevent_loop = {event_loop}")
+    """Sessions that hold their descriptors (each waits for a reply): nothing can be closed to make room."""
+    config, port = served_config(tmp_path, f"event_loop = {event_loop}")
     process, log = serve_with_file_limit(tmp_path, config, LIMIT)
     try:
         wait_for_port(port, process)
-        flood = idle_connections(port, FLOOD)
+        flood = connections(port, FLOOD, waiting_session(port))
         time.sleep(1.0)  # the gateway runs out
         admin = subprocess.Popen([*COMMAND, "show", "accounts", "--config", str(config)], cwd=tmp_path,
                                  env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -67,17 +97,38 @@ def test_out_of_descriptors_warns_once_and_accepts_again_once_some_close(tmp_pat
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     text = log.read_text()
-    warnings = [line.split(" ", 1)[1] for line in text.splitlines() if " WARNING fastagi.listener: " in line]
-    assert warnings == [
-        f"WARNING fastagi.listener: {SHORT}",  # at start: max_connections is 2048
-        *(f"WARNING fastagi.listener: {server} out of file descriptors (Too many open files, RLIMIT_NOFILE {LIMIT}): "
-          "not accepting connections until some close, trying again every 0.1 s" for server in ("AGI", "control")),
-    ]
-    assert all(warning in during for warning in warnings)  # said while it happened, not at the end
+    assert listener_warnings(text) == [f"WARNING fastagi.listener: {SHORT}", exhausted("AGI"), exhausted("control")]
+    assert exhausted("AGI") in during and exhausted("control") in during  # said while it happened
     for server in ("AGI", "control"):
-        ended = re.search(rf"INFO fastagi.listener: {server} accepting connections again after [\d.]+ s "
-                          r"\((\d+) pauses out of file descriptors\)", text)
-        assert ended and int(ended.group(1)) >= 2, text[-3000:]
+        pauses, closed = episode_end(server, text)
+        assert pauses >= 10 and closed == 0
+    assert "Traceback" not in text and " ERROR " not in text, text[:3000]
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_silent_connections_are_closed_to_let_a_session_in(tmp_path: Path, event_loop: str) -> None:
+    """Out of descriptors, the oldest connections that sent no environment for 0.5 s make room for new ones."""
+    config, port = served_config(tmp_path, f"environment_timeout = 60\nevent_loop = {event_loop}")
+    process, log = serve_with_file_limit(tmp_path, config, LIMIT)
+    try:
+        wait_for_port(port, process)
+        flood = connections(port, FLOOD)
+        time.sleep(0.5)
+        began = time.monotonic()
+        result = agi(port, "get-profile-balance?account=alice")  # behind 300 silent ones in the queue
+        answered = time.monotonic() - began
+        assert result.skype()["SKYPE_STATUS"] == "SUCCESS"
+        assert answered < 3.0, answered
+        for sock in flood:
+            sock.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    text = log.read_text()
+    assert listener_warnings(text) == [f"WARNING fastagi.listener: {SHORT}", exhausted("AGI")]
+    _, closed = episode_end("AGI", text)
+    made_room = text.count("sent no complete environment and was closed to make room: out of file descriptors")
+    assert closed == made_room and FLOOD - LIMIT < closed < FLOOD, (closed, made_room)
     assert "Traceback" not in text and " ERROR " not in text, text[:3000]
 
 

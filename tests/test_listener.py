@@ -67,7 +67,7 @@ def test_descriptors_running_out_is_one_warning_then_a_look_every_pause(caplog: 
         messages = run(body())
     assert messages[0].startswith("AGI out of file descriptors (Too many open files, RLIMIT_NOFILE ")
     assert messages[1].startswith("AGI accepting connections again after 0.")
-    assert messages[1].endswith(" s (3 pauses out of file descriptors)")
+    assert messages[1].endswith(" s (3 pauses; 0 silent connections closed to make room)")
     assert len(messages) == 2
     assert Seen.peers == [("127.0.0.1", 5000)]
 
@@ -89,3 +89,27 @@ def test_a_connection_that_failed_in_the_queue_is_skipped_quietly(caplog: pytest
         run(body())
     assert Seen.peers == [("127.0.0.1", 5001)]
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_room_made_is_a_look_again_at_once_not_a_pause(caplog: pytest.LogCaptureFixture) -> None:
+    async def body() -> list[str]:
+        pair = socket.socketpair()
+        scripted = ScriptedSocket(emfile(), (pair[0], ("127.0.0.1", 5002)))
+        ready = socket.create_connection(scripted._fd.getsockname())  # the loop sees the socket readable from now on
+        listener = Listener("AGI", Seen, make_room=lambda: 2)
+        listener.serve([scripted], backlog=8)  # type: ignore[list-item]
+        try:
+            await asyncio.sleep(PAUSE / 2)  # less than one pause: the room made is used at once
+            return [record.getMessage() for record in caplog.records]
+        finally:
+            listener.close()
+            ready.close()
+            pair[1].close()
+
+    Seen.peers = []
+    with caplog.at_level(logging.INFO, logger="fastagi.listener"):
+        messages = run(body())
+    assert Seen.peers == [("127.0.0.1", 5002)]
+    assert messages[0].startswith("AGI out of file descriptors")
+    assert messages[1].startswith("AGI accepting connections again after 0.0 s")
+    assert messages[1].endswith(" s (0 pauses; 2 silent connections closed to make room)")

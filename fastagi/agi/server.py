@@ -24,6 +24,10 @@ from .session import AgiSession, SessionClosed
 
 log = logging.getLogger("fastagi.agi")
 
+MAKE_ROOM = 64  # out of descriptors: silent connections closed at once to let others in
+SILENT_FOR = 0.5  # seconds without a whole environment after which a connection may be closed for that; Asterisk sends
+                  # its environment at once
+
 SessionHandler = Callable[[AgiSession], Awaitable[None]]
 
 
@@ -42,7 +46,7 @@ class AgiServer:
     def __init__(self, settings: AgiServerSettings, handler: SessionHandler) -> None:
         self.settings = settings
         self.handler = handler
-        self._listener = Listener("AGI", lambda peer: _AgiProtocol(self, peer[0]), Permit(settings.permit))
+        self._listener = Listener("AGI", lambda peer: _AgiProtocol(self, peer[0]), Permit(settings.permit), self.make_room)
         self._started = False
         self._connections: set[_AgiProtocol] = set()
         self.environment_deadlines: Deadlines[_AgiProtocol] = Deadlines(
@@ -103,6 +107,18 @@ class AgiServer:
         self._connections.add(connection)
         return True
 
+    def make_room(self) -> int:
+        """Out of descriptors: close the oldest connections silent for `SILENT_FOR` s (up to `MAKE_ROOM`); how many.
+
+        Waiting connections are taken in turn: behind a flood of silent ones, Asterisk's would
+        wait for `environment_timeout` to reap them, many times over.
+        """
+        moment = asyncio.get_running_loop().time() - SILENT_FOR
+        silent = self.environment_deadlines.started_before(moment, MAKE_ROOM)
+        for connection in silent:
+            connection.make_room()
+        return len(silent)
+
     def forget(self, connection: _AgiProtocol) -> None:
         self._connections.discard(connection)
 
@@ -160,6 +176,11 @@ class _AgiProtocol(asyncio.Protocol):
         self.server.environment_deadlines.clear(self)
         if self.transport is not None:
             self.transport.abort()
+
+    def make_room(self) -> None:
+        log.warning("AGI peer %s sent no complete environment and was closed to make room: out of file descriptors",
+                    self.peer)
+        self.drop()
 
     def environment_late(self) -> None:
         log.warning("AGI peer %s sent no complete environment within %.1fs", self.peer, self.server.settings.environment_timeout)
