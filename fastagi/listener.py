@@ -7,14 +7,17 @@ it accepts, refuses before reading a byte whoever its `admit` check turns away (
 A protocol is made knowing its peer's address as accept(2) gave it: asking the socket
 later fails for a peer that has already reset the connection.
 
-Out of file descriptors (EMFILE, ENFILE, or ENOBUFS/ENOMEM), the listener stops
-watching its sockets, logs one WARNING for the whole episode, and looks again every
-`PAUSE` seconds; connections wait in the kernel's listen queue meanwhile. The episode
-ends, with one INFO line, once the queue is empty: each descriptor freed meanwhile takes
-one more waiting connection, and a line each time would be a flood again. asyncio's own accept loop (Python 3.11) cannot be used
-for this: it goes on calling accept() after EMFILE, each time with an ERROR and a
-traceback and one more retry scheduled (CPython gh-151615), while uvloop (libuv) accepts
-and closes the queued connections, saying nothing.
+Out of file descriptors (EMFILE, ENFILE, or ENOBUFS/ENOMEM), the listener asks its
+server to make room (`make_room`: the FastAGI server closes connections that stay
+silent), and looks again at once if it did; else it stops watching its sockets and looks
+again every `PAUSE` seconds, while connections wait in the kernel's listen queue. The
+episode is one WARNING, and one INFO line once the queue is empty: each descriptor freed
+meanwhile takes one more waiting connection, and a line each time would be a flood again.
+
+asyncio's own accept loop (Python 3.11) cannot be used for this: it goes on calling
+accept() after EMFILE, each time with an ERROR and a traceback and one more retry
+scheduled (CPython gh-151615); uvloop (libuv) accepts and closes the queued connections,
+saying nothing.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -27,16 +28,29 @@ def environment() -> dict[str, str]:
     return {"PYTHONPATH": str(Path(__file__).parents[1]), "SKYPE_FASTAGI_CONFIG": "", "PATH": "/usr/bin:/bin"}
 
 
-def serve_with_file_limit(tmp_path: Path, config: Path, limit: int) -> tuple[subprocess.Popen[bytes], Path]:
-    """`serve --config config` with RLIMIT_NOFILE `limit` (soft and hard, as `ulimit -n` sets it), its log in a file."""
+@contextmanager
+def serving_with_file_limit(tmp_path: Path, general: str, limit: int = LIMIT) -> Iterator[tuple[Path, int, Path]]:
+    """`serve` (its config, FastAGI port and log file) with RLIMIT_NOFILE `limit`, soft and hard as `ulimit -n` sets it."""
+    config, port = served_config(tmp_path, general)
     log = tmp_path / "gateway.log"
     with open(log, "wb") as stderr:
         process = subprocess.Popen(
-            [*COMMAND, "serve", "--config", str(config)], cwd=tmp_path, stderr=stderr,
-            env=environment(),
+            [*COMMAND, "serve", "--config", str(config)], cwd=tmp_path, stderr=stderr, env=environment(),
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
         )
-    return process, log
+    try:
+        wait_for_port(port, process)
+        yield config, port, log
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
+
+def answered_in(port: int) -> float:
+    """Seconds a normal session took, which must succeed."""
+    began = time.monotonic()
+    assert agi(port, "get-profile-balance?account=alice").skype()["SKYPE_STATUS"] == "SUCCESS"
+    return time.monotonic() - began
 
 
 def connections(port: int, count: int, send: Callable[[int], bytes] = lambda n: b"") -> list[socket.socket]:
@@ -74,10 +88,7 @@ def listener_warnings(text: str) -> list[str]:
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 def test_out_of_descriptors_warns_once_and_accepts_again_once_some_close(tmp_path: Path, event_loop: str) -> None:
     """Sessions that hold their descriptors (each waits for a reply): nothing can be closed to make room."""
-    config, port = served_config(tmp_path, f"event_loop = {event_loop}")
-    process, log = serve_with_file_limit(tmp_path, config, LIMIT)
-    try:
-        wait_for_port(port, process)
+    with serving_with_file_limit(tmp_path, f"event_loop = {event_loop}") as (config, port, log):
         flood = connections(port, FLOOD, waiting_session(port))
         time.sleep(1.0)  # the gateway runs out
         admin = subprocess.Popen([*COMMAND, "show", "accounts", "--config", str(config)], cwd=tmp_path,
@@ -86,16 +97,9 @@ def test_out_of_descriptors_warns_once_and_accepts_again_once_some_close(tmp_pat
         during = log.read_text()
         for sock in flood:
             sock.close()
-        began = time.monotonic()
-        result = agi(port, "get-profile-balance?account=alice")
-        answered = time.monotonic() - began
-        assert result.skype()["SKYPE_STATUS"] == "SUCCESS"
-        assert answered < 2.0, answered
+        assert answered_in(port) < 2.0
         shown, _ = admin.communicate(timeout=10)
         assert admin.returncode == 0 and b"alice" in shown
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
     text = log.read_text()
     assert listener_warnings(text) == [f"WARNING fastagi.listener: {SHORT}", exhausted("AGI"), exhausted("control")]
     assert exhausted("AGI") in during and exhausted("control") in during  # said while it happened
@@ -108,22 +112,12 @@ def test_out_of_descriptors_warns_once_and_accepts_again_once_some_close(tmp_pat
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 def test_silent_connections_are_closed_to_let_a_session_in(tmp_path: Path, event_loop: str) -> None:
     """Out of descriptors, the oldest connections that sent no environment for 0.5 s make room for new ones."""
-    config, port = served_config(tmp_path, f"environment_timeout = 60\nevent_loop = {event_loop}")
-    process, log = serve_with_file_limit(tmp_path, config, LIMIT)
-    try:
-        wait_for_port(port, process)
+    with serving_with_file_limit(tmp_path, f"environment_timeout = 60\nevent_loop = {event_loop}") as (_, port, log):
         flood = connections(port, FLOOD)
         time.sleep(0.5)
-        began = time.monotonic()
-        result = agi(port, "get-profile-balance?account=alice")  # behind 300 silent ones in the queue
-        answered = time.monotonic() - began
-        assert result.skype()["SKYPE_STATUS"] == "SUCCESS"
-        assert answered < 3.0, answered
+        assert answered_in(port) < 3.0  # behind 300 silent ones in the queue
         for sock in flood:
             sock.close()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
     text = log.read_text()
     assert listener_warnings(text) == [f"WARNING fastagi.listener: {SHORT}", exhausted("AGI")]
     _, closed = episode_end("AGI", text)
@@ -134,13 +128,8 @@ def test_silent_connections_are_closed_to_let_a_session_in(tmp_path: Path, event
 
 @pytest.mark.parametrize("max_connections", [500, 150])
 def test_start_warns_when_max_connections_exceeds_the_descriptor_limit(tmp_path: Path, max_connections: int) -> None:
-    config, port = served_config(tmp_path, f"max_connections = {max_connections}")
-    process, log = serve_with_file_limit(tmp_path, config, 256)
-    try:
-        wait_for_port(port, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
+    with serving_with_file_limit(tmp_path, f"max_connections = {max_connections}", 256) as (_, _, log):
+        pass
     # 150 connections and the gateway's own files fit in 256 descriptors; 500 do not
     assert listener_warnings(log.read_text()) == ([f"WARNING fastagi.listener: {SHORT.replace('2048', '500').replace(str(LIMIT), '256')}"]
                         if max_connections == 500 else [])
