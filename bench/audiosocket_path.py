@@ -90,7 +90,7 @@ async def measure(calls: int, kind: int, ticks: int, profile: bool) -> float:
     message = struct.pack("!BH", kind, len(samples)) + samples
     sessions = []
     for _ in range(calls):
-        session = _Session(server)
+        session = _Session(server, ("127.0.0.1", 40000))
         session.connection_made(StubTransport())
         session.data_received(b"\x01\x00\x10" + uuid.uuid4().bytes)
         sessions.append(session)

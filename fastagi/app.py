@@ -6,7 +6,6 @@ network through `network.driver` (the accounts of every network through one `Net
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -132,7 +131,7 @@ class Gateway:
         self.bridge = CallBridge(self.manager.calls, self.call_media, self.bus,
                                  play_dtmf=self.ami.play_dtmf if self.ami is not None else None)
         sockets = config.audiosocket
-        self.audiosocket = AudioSocketServer(sockets.bind, sockets.port, self.bridge,
+        self.audiosocket = AudioSocketServer(sockets.bind, sockets.port, self.bridge, permit=sockets.permit,
                                              media=settings(SocketMediaSettings, sockets), clock=self.media)
         self.action_metrics = ActionMetrics() if general.metrics is not None else None
         self.dispatcher = Dispatcher(
@@ -162,6 +161,7 @@ class Gateway:
     async def _start_services(self) -> None:
         if self.action_metrics is not None:
             self.metrics = MetricsServer(self.config.general.metrics, self.action_metrics.registry)
+            await self.metrics.start()
         self.loop_monitor.start()
         self.media.start()
         if self.config.audiosocket.enabled:
@@ -175,7 +175,7 @@ class Gateway:
         """Stop accepting, let sessions finish (bounded), end calls, flush state."""
         await self.control.stop()  # no admin action once shutdown begins
         if self.metrics is not None:
-            await asyncio.to_thread(self.metrics.stop)  # blocks up to 0.5 s
+            await self.metrics.stop()
         await self.agi.stop(self.config.general.shutdown_grace)
         await self.audiosocket.stop()
         await self.manager.close()

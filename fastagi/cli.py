@@ -323,14 +323,14 @@ async def _serve(config: Config, first: str | None = None) -> None:
     from .app import Gateway  # imported here so check-config stays light
 
     gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the ports open: a signal once they answer is a clean stop
+        loop.add_signal_handler(sig, stop.set)
     await gateway.start()
     if first is not None:
         log.info("%s", first)
     tune_collector()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await gateway.stop()

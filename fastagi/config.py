@@ -197,6 +197,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("enabled", parse_bool, True, "run the AudioSocket server"),
         Key("bind", host, "127.0.0.1", "AudioSocket listen address"),
         Key("port", int_in(0, 65535), 4575, "AudioSocket listen port"),
+        Key("permit", network, None, "address or CIDR allowed to connect; repeatable (default: the [general] permit)", True),
         Key("jitter_frames", int_in(1, 10), 1, "20 ms frames from Asterisk buffered before playout (more absorbs a jittery link, adds delay)"),
     ),
     "account": (
@@ -354,6 +355,9 @@ def _finish(config: Config) -> Config:
     general = config.general.values
     if not general["permit"]:
         general["permit"] = [ipaddress.ip_network("127.0.0.1/32")]
+    sockets = config.audiosocket.values
+    if not sockets["permit"]:
+        sockets["permit"] = list(general["permit"])
     for name, user in builtin_users().items():
         config.users.setdefault(name, user)
     return config

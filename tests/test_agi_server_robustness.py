@@ -18,7 +18,6 @@ import pytest
 from conftest import running_gateway, run
 from doubles.asterisk_agi import FakeAsterisk, environment
 from fastagi.agi.protocol import AgiConnection
-from fastagi.agi.server import AgiServer, AgiServerSettings, _AgiProtocol
 from fastagi.agi.session import AgiSession, SessionClosed
 
 HALF_ENVIRONMENT = b"agi_network: yes\nagi_network_script: get-profile-balance?account=alice\nagi_chan"
@@ -296,17 +295,7 @@ def test_a_peer_that_sends_its_environment_and_leaves_is_one_line(
 
 
 class _GoneTransport(asyncio.Transport):
-    """A connection whose peer reset it before it was accepted, or before the gateway half-closed it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.aborted = False
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return None  # getpeername() failed: ENOTCONN
-
-    def abort(self) -> None:
-        self.aborted = True
+    """A connection whose peer reset it before the gateway half-closed it."""
 
     def write(self, data: bytes) -> None:
         pass
@@ -316,15 +305,6 @@ class _GoneTransport(asyncio.Transport):
 
     def write_eof(self) -> None:
         raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
-
-
-def test_a_connection_reset_before_it_was_accepted_is_not_refused(caplog: pytest.LogCaptureFixture) -> None:
-    """No address to judge: it is no `refused AGI connection from ?: not in permit` warning, and no refusal counted."""
-    server = AgiServer(AgiServerSettings(), handler=lambda session: asyncio.sleep(0))
-    transport = _GoneTransport()
-    with caplog.at_level(logging.INFO):
-        _AgiProtocol(server).connection_made(transport)
-    assert transport.aborted and server.refused == 0 and caplog.records == []
 
 
 def test_a_peer_gone_when_the_results_are_half_closed_is_a_closed_session() -> None:

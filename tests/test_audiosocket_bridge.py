@@ -12,6 +12,7 @@ import pytest
 from conftest import Dialplan, Recorder, running_gateway, run
 from doubles.asterisk_agi import FakeAsterisk
 from doubles.audiosocket_client import SLIN, SLIN16, AsteriskAudioSocket
+from test_audiosocket_server import connect_from
 
 SETUP = """
 [alice]
@@ -156,4 +157,20 @@ def test_voicemail_survives_the_hangup_of_the_channel_that_sent_the_call_there(t
             await rec.wait(lambda e: e.kind == "CallStatus" and e.fields["Status"] in ("VM_SENT", "VM_CANCELLED"))
             assert rec.statuses("alice", call) == [
                 "RINGING", "VM_BUFFERING_GREETING", "VM_PLAYING_GREETING", "VM_RECORDING", "VM_UPLOADING", "VM_SENT"]
+    run(body())
+
+
+@pytest.mark.parametrize("general, refused", [("", 1), ("permit = 127.0.0.0/8", 0)], ids=["default", "wider"])
+def test_a_live_call_s_uuid_attaches_only_from_the_permit_of_fastagi(tmp_path: Path, general: str, refused: int) -> None:
+    """No `[audiosocket] permit`: FastAGI's applies, 127.0.0.1/32 unless the file says otherwise."""
+    async def body() -> None:
+        async with running_gateway(tmp_path, SETUP, general=general) as gw:
+            rec = Recorder(gw.bus)
+            started = await Dialplan(gw.agi.port)("alice", "call-start", user_name="echo123")
+            await rec.status("alice", started["SKYPE_CALL_ID"], "INPROGRESS")
+            _, writer = await connect_from("127.0.0.2", gw.audiosocket.port)
+            writer.write(b"\x01\x00\x10" + uuid.UUID(started["SKYPE_CALL_UUID"]).bytes)
+            await asyncio.sleep(0.2)
+            assert (gw.audiosocket.refused, gw.audiosocket.active) == (refused, 1 - refused)
+            writer.close()
     run(body())

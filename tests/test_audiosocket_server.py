@@ -5,7 +5,9 @@ call side, and bad peers are dropped one by one without stalling anything."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -90,8 +92,8 @@ class LagMonitor:
 
 
 @asynccontextmanager
-async def serving(binder: FakeBinder, **options: float) -> AsyncIterator[AudioSocketServer]:
-    server = AudioSocketServer("127.0.0.1", 0, binder, **options)
+async def serving(binder: FakeBinder, permit: str = "127.0.0.1/32", **options: float) -> AsyncIterator[AudioSocketServer]:
+    server = AudioSocketServer("127.0.0.1", 0, binder, permit=[ipaddress.ip_network(permit)], **options)
     await server.start()
     try:
         yield server
@@ -449,3 +451,49 @@ def test_all_bad_peers_at_once_leave_a_good_call_intact() -> None:
         assert await monitor.stop() < 0.100
 
     run(scenario)
+
+
+async def connect_from(source: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the server from `source`, a loopback address other than 127.0.0.1 if asked."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock)
+
+
+def test_a_peer_outside_permit_is_refused_before_anything_is_read(caplog: pytest.LogCaptureFixture) -> None:
+    """127.0.0.2 knows a live call's UUID: without permit it would take over the call's audio."""
+    binder = FakeBinder()
+
+    async def scenario() -> tuple[int, int]:
+        async with serving(binder) as server:
+            reader, writer = await connect_from("127.0.0.2", server.port)
+            writer.write(b"\x01\x00\x10" + KNOWN.bytes + b"\x10\x01\x40" + bytes(320))
+            try:
+                assert await reader.read() == b""
+            except ConnectionResetError:
+                pass  # the refusal closed a socket with our bytes unread in it
+            writer.close()
+            return server.refused, server.connections
+
+    with caplog.at_level(logging.INFO):
+        assert run(scenario) == (1, 0)  # refused, and no session made
+    assert binder.attached == {} and binder.refused == []  # the UUID never reached the call side
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if "127.0.0.2" in r.getMessage()] == [
+        ("WARNING", "refused AudioSocket connection from 127.0.0.2: not in permit")]
+
+
+def test_a_peer_inside_permit_attaches_from_another_address() -> None:
+    binder = FakeBinder()
+
+    async def scenario() -> str:
+        async with serving(binder, permit="127.0.0.0/8") as server:
+            reader, writer = await connect_from("127.0.0.2", server.port)
+            writer.write(b"\x01\x00\x10" + KNOWN.bytes)
+            await until(lambda: KNOWN in binder.attached)
+            writer.close()
+            assert server.refused == 0
+            return binder.attached[KNOWN].peer
+
+    assert run(scenario).startswith("127.0.0.2:")

@@ -22,6 +22,7 @@ ACCOUNT = "[alice]\ntype = account\n"
     ("[ami]\nqueue_size = 0\n", 2, "queue_size: 0 is outside 1..10000000"),
     ("[ami]\nincoming_media = audiosocket\n[audiosocket]\nenabled = no\n", 1,
      "[ami] incoming_media = audiosocket needs [audiosocket] enabled = yes"),
+    ("[audiosocket]\nbind = 0.0.0.0\npermit = 10.0.0.300\n", 3, "permit: '10.0.0.300' is not an address or CIDR network"),
 ])
 def test_settings_that_would_break_the_dialplan_are_refused(tmp_path: Path, section: str, line: int, reason: str) -> None:
     assert problems(tmp_path, section + ACCOUNT) == [f"{tmp_path / 'gateway.conf'}:{line}: {reason}"]
@@ -44,6 +45,20 @@ def test_settings_are_built_from_the_sections_once_checked(tmp_path: Path) -> No
     ami = settings(AmiSettings, config.ami, config.general)
     assert (ami.port, ami.username, ami.variable_prefix, ami.originate_timeout) == (5039, "u", "SK_", 12.5)
     assert ami.reconnect_max == AmiSettings.reconnect_max  # no key for it: the default
+
+
+@pytest.mark.parametrize("text, general, audiosocket", [
+    ("", ["127.0.0.1/32"], ["127.0.0.1/32"]),
+    ("[general]\npermit = 10.1.0.0/16\npermit = 10.2.0.5\n", ["10.1.0.0/16", "10.2.0.5/32"], ["10.1.0.0/16", "10.2.0.5/32"]),
+    ("[general]\npermit = 10.1.0.0/16\n[audiosocket]\npermit = 10.9.0.7\n", ["10.1.0.0/16"], ["10.9.0.7/32"]),
+])
+def test_audiosocket_permit_defaults_to_the_fastagi_one(tmp_path: Path, text: str, general: list[str],
+                                                         audiosocket: list[str]) -> None:
+    path = tmp_path / "gateway.conf"
+    path.write_text(text + ACCOUNT)
+    config = load_config(path)
+    assert [str(net) for net in config.general.permit] == general
+    assert [str(net) for net in config.audiosocket.permit] == audiosocket
 
 
 XMPP = "[alice]\ntype = account\nnetwork = xmpp\n"

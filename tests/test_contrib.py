@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from fastagi.config import SCHEMA, load_config
+from fastagi.listener import FILES_BESIDES_CONNECTIONS
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
 EXAMPLE = CONTRIB / "skype-fastagi.conf.example"
@@ -113,6 +114,12 @@ def test_the_unit_runs_the_gateway_sandboxed() -> None:
 def test_the_unit_waits_longer_than_the_shutdown_grace(tmp_path: Path) -> None:
     config = load_example(tmp_path)
     assert float(unit_settings()["TimeoutStopSec"][0]) > config.general.shutdown_grace + 5
+
+
+def test_the_unit_allows_descriptors_for_max_connections_and_the_gateway_s_own(tmp_path: Path) -> None:
+    """With less, `serve` warns at start (fastagi.listener.warn_if_short_of_descriptors)."""
+    max_connections = load_example(tmp_path).general.max_connections
+    assert int(unit_settings()["LimitNOFILE"][0]) >= max_connections + FILES_BESIDES_CONNECTIONS
 
 
 def test_the_unit_lets_the_gateway_write_where_the_example_config_writes(tmp_path: Path) -> None:

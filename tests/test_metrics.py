@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 import time
 import urllib.request
 from urllib.parse import quote
@@ -13,12 +14,13 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ACCOUNTS, USERS, Recorder, run, running_gateway
 from doubles.asterisk_agi import FakeAsterisk, environment
 from fastagi.app import Gateway
-from fastagi.metrics import MetricsServer
+from fastagi.metrics import MAX_CONNECTIONS, MetricsServer
 
 NORA = "\n[nora]\ntype = user\nbehaviour = noanswer\nring_delay = 0.01\n"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -155,6 +157,88 @@ def test_each_gateway_has_its_own_registry_and_stop_closes_the_port(tmp_path: Pa
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     run(body())
+
+
+async def idle(port: int, count: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    return [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """What the server sent until it closed the connection, which it must do within `seconds`."""
+    async with asyncio.timeout(seconds):
+        try:
+            return await reader.read()
+        except ConnectionResetError:
+            return b""
+
+
+def test_idle_connections_cost_no_thread_and_past_the_cap_are_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def body() -> None:
+        async with metered(tmp_path) as (gateway, server):
+            await scrape(server)  # its thread (asyncio.to_thread) is made now, not below
+            threads = threading.active_count()
+            connections = await idle(server.port, MAX_CONNECTIONS + 20)
+            await asyncio.sleep(0.3)
+            assert threading.active_count() == threads
+            for reader, _ in connections[MAX_CONNECTIONS:]:  # refused at once, before anything is read
+                assert await closed_within(reader, 1.0) == b""
+            for _, writer in connections[:MAX_CONNECTIONS]:
+                writer.close()
+            await asyncio.sleep(0.1)
+            assert value(await scrape(server), "skype_fastagi_agi_sessions_active") == 0.0  # room again
+
+    with caplog.at_level(logging.WARNING, logger="fastagi.listener"):
+        run(body())
+    assert [r.getMessage() for r in caplog.records] == \
+        [f"refused metrics connection from 127.0.0.1: {MAX_CONNECTIONS} connections open"] * 20
+
+
+def test_a_connection_without_a_whole_request_is_closed_after_the_idle_timeout() -> None:
+    registry = CollectorRegistry()
+    Counter("scrapes_seen", "a counter to read", registry=registry).inc()
+
+    async def body() -> None:
+        server = MetricsServer(("127.0.0.1", 0), registry, idle_timeout=0.3)
+        await server.start()
+        try:
+            (silent, _), (slow, slow_writer), (kept, kept_writer) = await idle(server.port, 3)
+            slow_writer.write(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\n")  # the headers never end
+            kept_writer.write(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\n\r\n")  # keep-alive: HTTP/1.1's default
+            began = time.monotonic()
+            assert await closed_within(silent, 2.0) == b""
+            assert await closed_within(slow, 2.0) == b""
+            reply = await closed_within(kept, 2.0)
+            assert 0.3 <= time.monotonic() - began < 1.5
+            assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"\nscrapes_seen_total 1.0\n" in reply
+        finally:
+            await server.stop()
+
+    run(body())
+
+
+@pytest.mark.parametrize("request_bytes, reason", [
+    (b"GET /metrics HTTP/1.1\r\n\r\n", "Missing 'Host' header in request."),
+    (b"GET /metrics HTTP/1.1\r\nHost: gateway\r\nX-Long: " + b"a" * 10000 + b"\r\n\r\n",
+     "Got more than 8190 bytes when reading: b'" + "a" * 100 + "...'."),
+])
+def test_a_malformed_request_is_a_400_and_one_warning_line(caplog: pytest.LogCaptureFixture, request_bytes: bytes,
+                                                          reason: str) -> None:
+    async def body() -> bytes:
+        server = MetricsServer(("127.0.0.1", 0), CollectorRegistry())
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request_bytes)
+            reply = await closed_within(reader, 2.0)
+            writer.close()
+            return reply
+        finally:
+            await server.stop()
+
+    with caplog.at_level(logging.INFO):
+        assert run(body()).startswith(b"HTTP/1.0 400 Bad Request\r\n")
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records if r.levelno >= logging.WARNING] == [
+        ("WARNING", f"bad metrics request from 127.0.0.1: {reason}", None)]
 
 
 # -- the session log ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ deadline, do the same job: setting or clearing a deadline is a dict operation.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Callable, Generic, Hashable, TypeVar
 
@@ -41,6 +42,11 @@ class Deadlines(Generic[T]):
     def clear(self, item: T) -> None:
         """Forget `item`'s deadline; the timer stays due as it was and simply finds nothing then."""
         self._due.pop(item, None)
+
+    def started_before(self, moment: float, most: int) -> list[T]:
+        """Up to `most` items whose deadline was started before `moment` (loop time), oldest first."""
+        due = moment + self.seconds
+        return list(itertools.islice(itertools.takewhile(lambda item: self._due[item] <= due, self._due), most))
 
     def close(self) -> None:
         """Forget every deadline and stop the timer."""

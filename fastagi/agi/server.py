@@ -1,7 +1,8 @@
 """The FastAGI TCP server: access control, limits and timeouts around each session.
 
 Everything protocol-related lives in `protocol.py`; this module only moves bytes,
-enforces `permit`, the environment deadline and the per-session time cap, and keeps
+enforces `max_connections`, the environment deadline and the per-session time cap (its
+`Listener` enforces `permit` and weathers running out of descriptors), and keeps
 the running connections for a graceful stop. Each connection is an `asyncio.Protocol`
 feeding `AgiConnection`: a peer that never completes its environment costs a buffer and
 a deadline, no task; a task runs only once a whole environment has arrived. Both time
@@ -11,19 +12,22 @@ limits are kept by `Deadlines`, one loop timer each, not a timer per connection.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
+from ..listener import Listener, Network, Permit, warn_if_short_of_descriptors
 from .deadlines import Deadlines
 from .protocol import AgiConnection, AgiProtocolError, Environment, Limits, Reply
 from .session import AgiSession, SessionClosed
 
 log = logging.getLogger("fastagi.agi")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAKE_ROOM = 64  # out of descriptors: silent connections closed at once to let others in
+SILENT_FOR = 0.5  # seconds without a whole environment after which a connection may be closed for that; Asterisk sends
+                  # its environment at once
+
 SessionHandler = Callable[[AgiSession], Awaitable[None]]
 
 
@@ -38,21 +42,12 @@ class AgiServerSettings:
     limits: Limits = field(default_factory=Limits)
 
 
-def permitted(address: str, permit: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in permit if net.version == ip.version)
-
-
 class AgiServer:
     def __init__(self, settings: AgiServerSettings, handler: SessionHandler) -> None:
         self.settings = settings
         self.handler = handler
-        self._server: asyncio.Server | None = None
+        self._listener = Listener("AGI", lambda peer: _AgiProtocol(self, peer[0]), Permit(settings.permit), self.make_room)
+        self._started = False
         self._connections: set[_AgiProtocol] = set()
         self.environment_deadlines: Deadlines[_AgiProtocol] = Deadlines(
             settings.environment_timeout, lambda connection: connection.environment_late()
@@ -60,14 +55,16 @@ class AgiServer:
         self.session_deadlines: Deadlines[_AgiProtocol] = Deadlines(
             settings.session_timeout, lambda connection: connection.session_late()
         )
-        self.refused = 0
-        # a PBX connects from a handful of addresses: decide each one once
-        self.permitted = functools.lru_cache(maxsize=4096)(lambda address: permitted(address, settings.permit))
+        self._over_capacity = 0
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        return self._listener.port
+
+    @property
+    def refused(self) -> int:
+        """Connections refused: from outside `permit`, or past `max_connections`."""
+        return self._listener.refused + self._over_capacity
 
     @property
     def active(self) -> int:
@@ -75,18 +72,17 @@ class AgiServer:
         return len(self._connections)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _AgiProtocol(self), self.settings.bind, self.settings.port, backlog=1024
-        )
+        warn_if_short_of_descriptors(self.settings.max_connections)
+        await self._listener.listen(self.settings.bind, self.settings.port, backlog=1024)
+        self._started = True
         log.info("FastAGI listening on %s:%d", self.settings.bind, self.port)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, drop peers still sending an environment, let sessions finish for up to `grace` seconds."""
-        if self._server is None:
+        if not self._started:
             return
-        self._server.close()
-        await self._server.wait_closed()
+        self._started = False
+        self._listener.close()
         tasks = set()
         for connection in list(self._connections):
             if connection.task is None:
@@ -104,16 +100,24 @@ class AgiServer:
         self.session_deadlines.close()
 
     def admit(self, connection: _AgiProtocol, address: str) -> bool:
-        if not self.permitted(address):
-            self.refused += 1
-            log.warning("refused AGI connection from %s: not in permit", address)
-            return False
         if len(self._connections) >= self.settings.max_connections:
-            self.refused += 1
+            self._over_capacity += 1
             log.warning("refused AGI connection from %s: %d sessions open", address, len(self._connections))
             return False
         self._connections.add(connection)
         return True
+
+    def make_room(self) -> int:
+        """Out of descriptors: close the oldest connections silent for `SILENT_FOR` s (up to `MAKE_ROOM`); how many.
+
+        Waiting connections are taken in turn: behind a flood of silent ones, Asterisk's would
+        wait for `environment_timeout` to reap them, many times over.
+        """
+        moment = asyncio.get_running_loop().time() - SILENT_FOR
+        silent = self.environment_deadlines.started_before(moment, MAKE_ROOM)
+        for connection in silent:
+            connection.make_room()
+        return len(silent)
 
     def forget(self, connection: _AgiProtocol) -> None:
         self._connections.discard(connection)
@@ -122,10 +126,10 @@ class AgiServer:
 class _AgiProtocol(asyncio.Protocol):
     """One FastAGI connection: bytes into `AgiConnection`, its events to the session."""
 
-    def __init__(self, server: AgiServer) -> None:
+    def __init__(self, server: AgiServer, peer: str) -> None:
         self.server = server
         self.connection = AgiConnection(server.settings.limits)
-        self.peer = "?"
+        self.peer = peer
         self.transport: asyncio.Transport | None = None
         self.session: AgiSession | None = None
         self.task: asyncio.Task[None] | None = None
@@ -133,12 +137,6 @@ class _AgiProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        address = transport.get_extra_info("peername")
-        if address is None:  # reset before it was accepted: no address to judge, nobody to refuse
-            log.debug("AGI connection gone before it was accepted")
-            transport.abort()
-            return
-        self.peer = address[0]
         if not self.server.admit(self, self.peer):
             transport.abort()
             return
@@ -178,6 +176,11 @@ class _AgiProtocol(asyncio.Protocol):
         self.server.environment_deadlines.clear(self)
         if self.transport is not None:
             self.transport.abort()
+
+    def make_room(self) -> None:
+        log.warning("AGI peer %s sent no complete environment and was closed to make room: out of file descriptors",
+                    self.peer)
+        self.drop()
 
     def environment_late(self) -> None:
         log.warning("AGI peer %s sent no complete environment within %.1fs", self.peer, self.server.settings.environment_timeout)

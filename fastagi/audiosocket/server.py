@@ -3,16 +3,20 @@
 Asterisk connects (`AudioSocket(uuid,host:port)` or `Dial(AudioSocket/host:port/uuid)`)
 and names the call by its UUID; a `CallMediaBinder` says which call that is. From then
 on the connection (`port.AudioSocketConnection`) is an audio port of the media engine.
+Only addresses in `permit` may connect: anyone who learnt a call's UUID (they are in
+the logs) could otherwise take over its audio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import uuid
 from time import monotonic
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
+from ..listener import Address, Listener, Network, Permit
 from .lanes import Lanes
 from .port import AudioSocketConnection, MediaCounters, MediaSettings
 from .protocol import AudioSocketParser, Kind, ProtocolError, State
@@ -57,8 +61,9 @@ class _Session(asyncio.Protocol):
     awaits `attached` and `finished`.
     """
 
-    def __init__(self, server: AudioSocketServer) -> None:
+    def __init__(self, server: AudioSocketServer, peer: Address) -> None:
         self._server = server
+        self._peer = f"{peer[0]}:{peer[1]}"
         self._parser = AudioSocketParser()
         self._reading = True
         self.conn: AudioSocketConnection
@@ -74,7 +79,7 @@ class _Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         server = self._server
-        self.conn = AudioSocketConnection(transport, _peer_name(transport), server._media, server._lanes)
+        self.conn = AudioSocketConnection(transport, self._peer, server._media, server._lanes)
         self._server._follow(self)
 
     def data_received(self, data: bytes) -> None:
@@ -185,10 +190,11 @@ class _Session(asyncio.Protocol):
 class AudioSocketServer:
     """Accepts Asterisk's AudioSocket connections and hands them to a binder.
 
-    A peer must send its UUID within `uuid_timeout` seconds. Once attached, a
-    connection with no traffic either way for `idle_timeout` seconds is dropped
-    (Asterisk's own application gives up after 2 s of that). Whatever a peer sends,
-    the server answers by dropping that one connection, with a warning.
+    A peer outside `permit` is refused before anything is read. A peer must send its
+    UUID within `uuid_timeout` seconds. Once attached, a connection with no traffic
+    either way for `idle_timeout` seconds is dropped (Asterisk's own application gives
+    up after 2 s of that). Whatever a peer sends, the server answers by dropping that
+    one connection, with a warning.
     """
 
     def __init__(
@@ -197,6 +203,7 @@ class AudioSocketServer:
         port: int,
         binder: CallMediaBinder,
         *,
+        permit: Sequence[Network] = (ipaddress.ip_network("127.0.0.1/32"),),
         uuid_timeout: float = 2.0,
         idle_timeout: float = 10.0,
         close_grace: float = 1.0,
@@ -210,7 +217,8 @@ class AudioSocketServer:
         self._idle_timeout = idle_timeout
         self._close_grace = close_grace
         self._media = media
-        self._server: asyncio.Server | None = None
+        self._listener = Listener("AudioSocket", lambda peer: _Session(self, peer), Permit(permit))
+        self._listening = False
         self._lanes = Lanes()
         if clock is not None:
             clock.add_tick_hooks(self._lanes.begin_tick, self._lanes.end_tick)
@@ -219,6 +227,11 @@ class AudioSocketServer:
         self.connections = 0
         self.rejected = 0
         """Connections the server ended because of the peer: bad data, unknown UUID, silence."""
+
+    @property
+    def refused(self) -> int:
+        """Connections refused before reading: from outside `permit`."""
+        return self._listener.refused
 
     @property
     def active(self) -> int:
@@ -233,17 +246,18 @@ class AudioSocketServer:
         return total
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         self._lanes.at(Kind.AUDIO_8K)  # every AudioSocket() call needs it: built now, not mid-call
-        self._server = await loop.create_server(lambda: _Session(self), self._bind, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self._listener.listen(self._bind, self.port)
+        self._listening = True
+        self.port = self._listener.port
         log.info("AudioSocket server listening on %s:%d", self._bind, self.port)
 
     async def stop(self) -> None:
         """Stop listening and end every connection as `close()` does."""
-        if self._server is None:
+        if not self._listening:
             return
-        self._server.close()
+        self._listening = False
+        self._listener.close()
         handlers = dict(self._handlers)
         for conn in handlers.values():
             conn.close()
@@ -252,8 +266,6 @@ class AudioSocketServer:
             for task in lingering:
                 handlers[task]._abort()
             await asyncio.wait(handlers)
-        await self._server.wait_closed()
-        self._server = None
 
     def _follow(self, session: _Session) -> None:
         """Run the course of a new connection in a task of its own."""
@@ -301,7 +313,3 @@ class AudioSocketServer:
                 raise _Dropped(f"no traffic either way for {self._idle_timeout:g} s")
         session.finished.result()
 
-
-def _peer_name(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
-    return f"{peer[0]}:{peer[1]}" if peer else "unknown peer"

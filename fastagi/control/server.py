@@ -23,6 +23,7 @@ from typing import Callable
 from ..actions import ACTIONS
 from ..actions.dispatch import Dispatcher, Outcome
 from ..actions.registry import variable
+from ..listener import Listener
 from ..model.errors import SkypeError
 from ..model.events import Event, EventBus
 from ..network.driver import ScriptedUsers
@@ -38,6 +39,7 @@ log = logging.getLogger("fastagi.control")
 
 FOLLOW_BACKLOG = 1000  # events a follower may fall behind by before its stream is ended
 PROBE_TIMEOUT = 1.0
+BACKLOG = 100
 TABLES = {"accounts": views.accounts, "calls": views.calls, "chats": views.chats}
 NO_SCRIPTED_USERS = "no network here has scripted users"
 SENT = {"chat": "chat message", "buddy": "buddy request", "file": "file"}
@@ -65,7 +67,8 @@ class ControlServer:
         self.path = path
         self._followers: set[asyncio.Queue[Message]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.AbstractServer | None = None
+        self._listener = Listener(
+            "control", lambda peer: asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._accept))
         self._unsubscribe: Callable[[], None] | None = None
         self._inode = 0
 
@@ -78,16 +81,16 @@ class ControlServer:
         sock = bind_owner_only(self.path)
         self._inode = os.stat(self.path).st_ino
         self._unsubscribe = self.admin.bus.subscribe(self._on_event)
-        self._server = await asyncio.start_unix_server(self._accept, sock=sock)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+        self._listener.serve([sock], BACKLOG)
         log.info("control socket %s ready", self.path)
 
     async def stop(self) -> None:
         """Close the socket and every connection (followers included); remove the file."""
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        self._listener.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
