@@ -3,6 +3,8 @@
 Asterisk connects (`AudioSocket(uuid,host:port)` or `Dial(AudioSocket/host:port/uuid)`)
 and names the call by its UUID; a `CallMediaBinder` says which call that is. From then
 on the connection (`port.AudioSocketConnection`) is an audio port of the media engine.
+With the engine's clock, an attached connection's socket is read and written on the
+engine's tick by one poller for all of them (`poller.py`), not by the event loop.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import asyncio
 import logging
 import uuid
 from time import monotonic
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 from .lanes import Lanes
+from .poller import SocketPoller
 from .port import AudioSocketConnection, MediaCounters, MediaSettings
 from .protocol import AudioSocketParser, Kind, ProtocolError, State
 
@@ -39,7 +42,9 @@ class CallMediaBinder(Protocol):
 class TickHooks(Protocol):
     """The media engine's clock, as the server sees it."""
 
-    def add_tick_hooks(self, before: Callable[[], None], after: Callable[[], None]) -> None: ...
+    def add_tick_hooks(
+        self, before: Callable[[], Iterable[None] | None], after: Callable[[], Iterable[None] | None]
+    ) -> None: ...
 
 
 class _Dropped(Exception):
@@ -127,6 +132,7 @@ class _Session(asyncio.Protocol):
         """
         self._reading = False
         self.conn.release()
+        self.conn.stop_polling()
         if self._peer_done.done():
             self.conn._hung_up = True  # the peer is gone: nothing to say to it
         else:
@@ -150,7 +156,13 @@ class _Session(asyncio.Protocol):
             self._fail(_Dropped("no call accepts this UUID"))
             return
         log.info("AudioSocket %s attached to %s", self.conn.peer, call)
+        if self._server._poller is not None:
+            self.conn.poll_with(self._server._poller, self._polled_data)
         self.attached.set_result(call)
+
+    def _polled_data(self, data: memoryview) -> None:
+        """What the poller read from the socket, as if the transport had."""
+        self.data_received(bytes(data))
 
     def _peer_gone(self, error: Exception | None) -> None:
         if not self._peer_done.done():
@@ -189,6 +201,9 @@ class AudioSocketServer:
     connection with no traffic either way for `idle_timeout` seconds is dropped
     (Asterisk's own application gives up after 2 s of that). Whatever a peer sends,
     the server answers by dropping that one connection, with a warning.
+
+    With a `clock`, attached sockets are read and written on its ticks; `poll_sockets=False`
+    leaves them to their transports (transports without a socket, as in `bench.audiosocket_path`).
     """
 
     def __init__(
@@ -202,6 +217,7 @@ class AudioSocketServer:
         close_grace: float = 1.0,
         media: MediaSettings = MediaSettings(),
         clock: TickHooks | None = None,
+        poll_sockets: bool = True,
     ) -> None:
         self._bind = bind
         self.port = port
@@ -212,8 +228,10 @@ class AudioSocketServer:
         self._media = media
         self._server: asyncio.Server | None = None
         self._lanes = Lanes()
+        self._poller: SocketPoller | None = None
         if clock is not None:
-            clock.add_tick_hooks(self._lanes.begin_tick, self._lanes.end_tick)
+            self._poller = SocketPoller() if poll_sockets else None
+            clock.add_tick_hooks(self._tick_begins, self._lanes.end_tick)
         self._handlers: dict[asyncio.Task[None], AudioSocketConnection] = {}
         self._ended = MediaCounters()
         self.connections = 0
@@ -254,6 +272,12 @@ class AudioSocketServer:
             await asyncio.wait(handlers)
         await self._server.wait_closed()
         self._server = None
+
+    def _tick_begins(self) -> Iterator[None]:
+        """Read what every polled socket has, then hand the engine each lane's frames."""
+        if self._poller is not None:
+            yield from self._poller.poll()
+        self._lanes.begin_tick()
 
     def _follow(self, session: _Session) -> None:
         """Run the course of a new connection in a task of its own."""
