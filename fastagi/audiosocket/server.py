@@ -82,7 +82,8 @@ class _Session(asyncio.Protocol):
         self.conn = AudioSocketConnection(transport, _peer_name(transport), server._media, server._lanes)
         self._server._follow(self)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Bytes from the transport, or a view of the poller's buffer (nothing keeps it: the audio is copied)."""
         conn = self.conn
         conn.last_activity = monotonic()
         if not self._reading:
@@ -90,7 +91,7 @@ class _Session(asyncio.Protocol):
         if not conn._hung_up:
             pcm = self._parser.audio_payload(data)
             if pcm is not None:
-                conn.receive_audio(pcm)
+                conn.receive_audio(bytes(pcm))  # bytes of bytes is the same object
                 return
         try:
             frames = self._parser.feed(data)
@@ -157,12 +158,8 @@ class _Session(asyncio.Protocol):
             return
         log.info("AudioSocket %s attached to %s", self.conn.peer, call)
         if self._server._poller is not None:
-            self.conn.poll_with(self._server._poller, self._polled_data)
+            self.conn.poll_with(self._server._poller, self.data_received)
         self.attached.set_result(call)
-
-    def _polled_data(self, data: memoryview) -> None:
-        """What the poller read from the socket, as if the transport had."""
-        self.data_received(bytes(data))
 
     def _peer_gone(self, error: Exception | None) -> None:
         if not self._peer_done.done():
