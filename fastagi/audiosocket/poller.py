@@ -34,9 +34,6 @@ class SocketPoller:
         self._sockets: dict[int, PolledSocket] = {}
         self._view = memoryview(bytearray(READ_BYTES))
 
-    def __len__(self) -> int:
-        return len(self._sockets)
-
     def take(
         self, transport: asyncio.Transport, on_data: Callable[[memoryview], None], on_gone: Callable[[], None]
     ) -> PolledSocket:
