@@ -14,7 +14,7 @@ connection after connection, as the gateway's tick does: a socket written 20 ms 
 was read has gone cold in the caches, and that costs the kernel more than an echo does.
 
 Figures per row, over the measured window: each server's CPU per call and 20 ms period
-(µs/call) and share of its core, and their ratio; the gateway's media ticks that were
+(µs/call; of it, the part in user space) and share of its core, and their ratio; the gateway's media ticks that were
 late (started > 10 ms after their deadline, skipped ones included), jitter-buffer
 underruns, the audio that came back (bytes received against one frame per call and
 period), its resident memory per bridged call (growth from before the first call to the
@@ -175,7 +175,7 @@ async def _serve_reports(pipe: Connection, report: Any) -> None:
     loop = asyncio.get_running_loop()
     while await loop.run_in_executor(None, pipe.recv) != "stop":
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        pipe.send({**report(), "cpu": usage.ru_utime + usage.ru_stime})
+        pipe.send({**report(), "cpu": usage.ru_utime + usage.ru_stime, "user": usage.ru_utime})
 
 
 # -- Asterisk's side ------------------------------------------------------------------------
@@ -294,10 +294,11 @@ async def drive(
     finally:
         channels.close()
     calls = len(uuids)
-    cpu = after["cpu"] - before["cpu"]
+    cpu, user = after["cpu"] - before["cpu"], after["user"] - before["user"]
     ticks = after.get("ticks", 0) - before.get("ticks", 0)
     return {
-        "us_per_call": 1e6 * cpu / (periods * calls), "core_pct": 100 * cpu / (periods * PERIOD),
+        "us_per_call": 1e6 * cpu / (periods * calls), "user_us_per_call": 1e6 * user / (periods * calls),
+        "core_pct": 100 * cpu / (periods * PERIOD),
         "late_pct": 100 * (after.get("late", 0) - before.get("late", 0)) / max(ticks, 1),
         "underruns": after.get("underruns", 0) - before.get("underruns", 0), "bridged": after.get("bridged", calls),
         "back_pct": 100 * received / (periods * calls * len(frame)), "rss": after["rss"],
@@ -381,16 +382,16 @@ def main() -> None:
     print(f"{args.khz} kHz AudioSocket, {args.phases} send phase(s) per 20 ms, {args.seconds:g} s per row, "
           f"median of {args.rounds} round(s); the bare server {'writes on a 20 ms clock' if args.bare == 'clocked' else 'echoes at once'}; "
           f"FastAGI {AGI_BESIDE.split('?')[0]} arriving at {args.agi_rate:g}/s beside the calls")
-    print(f"{'calls':>6} {'bridged':>7} | {'gateway':>7} {'core %':>6} {'late %':>6} {'underr':>6} {'back %':>6} "
-          f"{'KiB/call':>8} | {'bare':>6} {'core %':>6} | {'x bare':>6} {'+µs':>6} | {'agi p99':>7} {'x idle':>6} | "
+    print(f"{'calls':>6} {'bridged':>7} | {'gateway':>7} {'user':>5} {'core %':>6} {'late %':>6} {'underr':>6} {'back %':>6} "
+          f"{'KiB/call':>8} | {'bare':>6} {'user':>5} {'core %':>6} | {'x bare':>6} {'+µs':>6} | {'agi p99':>7} {'x idle':>6} | "
           f"{'gen late %':>10} {'load':>5}")
     for calls in args.calls:
         rounds = [run_row(calls, args.seconds, KINDS[args.khz], args.phases, args.agi_rate, args.bare == "clocked")
                   for _ in range(args.rounds)]
         ours, base = median_row([gateway for gateway, _ in rounds]), median_row([bare for _, bare in rounds])
-        print(f"{calls:>6} {int(ours['bridged']):>7} | {ours['us_per_call']:>7.2f} {ours['core_pct']:>6.1f} "
+        print(f"{calls:>6} {int(ours['bridged']):>7} | {ours['us_per_call']:>7.2f} {ours['user_us_per_call']:>5.1f} {ours['core_pct']:>6.1f} "
               f"{ours['late_pct']:>6.2f} {int(ours['underruns']):>6} {ours['back_pct']:>6.1f} {ours['kib_per_call']:>8.1f} | "
-              f"{base['us_per_call']:>6.2f} {base['core_pct']:>6.1f} | "
+              f"{base['us_per_call']:>6.2f} {base['user_us_per_call']:>5.1f} {base['core_pct']:>6.1f} | "
               f"{ours['us_per_call'] / max(base['us_per_call'], 1e-9):>6.2f} {ours['us_per_call'] - base['us_per_call']:>6.2f} | "
               f"{ours['agi_p99_ms']:>7.2f} {ours['agi_p99_ms'] / ours['agi_idle_p99_ms']:>6.2f} | "
               f"{max(ours['gen_late_pct'], base['gen_late_pct']):>10.2f} {os.getloadavg()[0]:>5.2f}", flush=True)
@@ -401,7 +402,7 @@ def main() -> None:
             print(f"       ({ours['agi_failed']} FastAGI sessions failed)")
         if max(ours["gen_late_pct"], base["gen_late_pct"]) > 1:
             print("       (the load side fell behind its schedule: the servers were offered less than the row says)")
-    print("gateway, bare: CPU µs per call and 20 ms; x bare: their ratio; +µs: what the gateway adds to the sockets' "
+    print("gateway, bare: CPU µs per call and 20 ms (user: the part in user space, the rest is the kernel's); x bare: their ratio; +µs: what the gateway adds to the sockets' "
           "own cost; agi p99: FastAGI p99 in ms with the calls on, x idle: against the same gateway before its first call")
 
 

@@ -150,6 +150,10 @@ class Listener:
         loop = asyncio.get_running_loop()
         for sock in self._sockets:
             loop.add_reader(sock.fileno(), self._accept, sock)
+        if self._exhausted_at is not None:  # the queue may have emptied while paused: no reader would fire to say so
+            for sock in list(self._sockets):
+                if self._retry is None:
+                    self._accept(sock)
 
     def _unwatch(self) -> None:
         if self._retry is not None:

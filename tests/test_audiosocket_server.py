@@ -91,14 +91,26 @@ class LagMonitor:
         return self.worst
 
 
+@pytest.fixture(params=[False, True], ids=["transport", "poller"])
+def polled(request: pytest.FixtureRequest) -> bool:
+    """Whether attached sockets are read and written by the engine's poller rather than their transports."""
+    return request.param
+
+
 @asynccontextmanager
-async def serving(binder: FakeBinder, permit: str = "127.0.0.1/32", **options: float) -> AsyncIterator[AudioSocketServer]:
-    server = AudioSocketServer("127.0.0.1", 0, binder, permit=[ipaddress.ip_network(permit)], **options)
+async def serving(binder: FakeBinder, polled: bool = False, permit: str = "127.0.0.1/32",
+                  **options: float) -> AsyncIterator[AudioSocketServer]:
+    """A server; with `polled`, a running engine is its clock, so attached sockets go to its poller."""
+    engine = MediaEngine()
+    server = AudioSocketServer("127.0.0.1", 0, binder, clock=engine if polled else None,
+                               permit=[ipaddress.ip_network(permit)], **options)
     await server.start()
+    engine.start()
     try:
         yield server
     finally:
         await server.stop()
+        await engine.stop()
         for task in binder.tasks:
             task.cancel()
         await asyncio.gather(*binder.tasks, return_exceptions=True)
@@ -232,10 +244,10 @@ def test_calls_through_the_engine_each_hear_their_own_tone_back(kind: int) -> No
         assert np.sqrt(np.mean(tone**2)) == pytest.approx(8000 / np.sqrt(2), rel=0.05)
 
 
-def test_dtmf_reaches_the_binder_between_audio() -> None:
+def test_dtmf_reaches_the_binder_between_audio(polled: bool) -> None:
     async def scenario() -> None:
         binder = FakeBinder()
-        async with serving(binder) as server:
+        async with serving(binder, polled) as server:
             client = await AsteriskAudioSocket.connect(server.port, KNOWN)
             await client.send_audio(bytes(640))
             for digit in "12#":
@@ -249,10 +261,10 @@ def test_dtmf_reaches_the_binder_between_audio() -> None:
     run(scenario)
 
 
-def test_asterisk_closing_detaches_the_call_once() -> None:
+def test_asterisk_closing_detaches_the_call_once(polled: bool) -> None:
     async def scenario() -> None:
         binder = FakeBinder()
-        async with serving(binder) as server:
+        async with serving(binder, polled) as server:
             client = await AsteriskAudioSocket.connect(server.port, KNOWN)
             await until(lambda: KNOWN in binder.attached)
             assert server.active == 1
@@ -264,10 +276,10 @@ def test_asterisk_closing_detaches_the_call_once() -> None:
     run(scenario)
 
 
-def test_gateway_close_sends_hangup_then_closes_and_does_not_detach() -> None:
+def test_gateway_close_sends_hangup_then_closes_and_does_not_detach(polled: bool) -> None:
     async def scenario() -> None:
         binder = FakeBinder(echo=True)
-        async with serving(binder) as server:
+        async with serving(binder, polled) as server:
             client = await AsteriskAudioSocket.connect(server.port, KNOWN, SLIN16)
             await client.send_audio(bytes(640 * 5))
             binder.attached[KNOWN].close()
@@ -299,11 +311,11 @@ def test_stop_hangs_up_every_connection() -> None:
 
 
 def test_error_message_from_asterisk_is_logged_and_the_call_goes_on(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, polled: bool
 ) -> None:
     async def scenario() -> None:
         binder = FakeBinder()
-        async with serving(binder) as server:
+        async with serving(binder, polled) as server:
             client = await AsteriskAudioSocket.connect(server.port, KNOWN)
             client.writer.write(b"\xff\x00\x01\x02")
             client.send_dtmf("7")
@@ -316,10 +328,10 @@ def test_error_message_from_asterisk_is_logged_and_the_call_goes_on(
     assert any("Asterisk reports an error (02)" in warning for warning in warnings), warnings
 
 
-def test_silence_both_ways_is_dropped_after_the_idle_timeout() -> None:
+def test_silence_both_ways_is_dropped_after_the_idle_timeout(polled: bool) -> None:
     async def scenario() -> None:
         binder = FakeBinder()
-        async with serving(binder, idle_timeout=SHORT_TIMEOUT) as server:
+        async with serving(binder, polled, idle_timeout=SHORT_TIMEOUT) as server:
             client = await AsteriskAudioSocket.connect(server.port, KNOWN)
             await client.wait_closed(timeout=2)
             assert client.kinds() == [0x00]
@@ -329,10 +341,10 @@ def test_silence_both_ways_is_dropped_after_the_idle_timeout() -> None:
     run(scenario)
 
 
-def test_a_caller_who_says_nothing_is_kept_while_the_gateway_talks() -> None:
+def test_a_caller_who_says_nothing_is_kept_while_the_gateway_talks(polled: bool) -> None:
     async def scenario() -> None:
         binder = FakeBinder()
-        async with serving(binder, idle_timeout=SHORT_TIMEOUT) as server:
+        async with serving(binder, polled, idle_timeout=SHORT_TIMEOUT) as server:
             client = await AsteriskAudioSocket.connect(server.port, KNOWN)
             await until(lambda: KNOWN in binder.attached)
             conn = binder.attached[KNOWN]
@@ -345,14 +357,15 @@ def test_a_caller_who_says_nothing_is_kept_while_the_gateway_talks() -> None:
     run(scenario)
 
 
-def test_a_peer_that_does_not_read_costs_dropped_frames_not_memory() -> None:
+def test_a_peer_that_does_not_read_costs_dropped_frames_not_memory(polled: bool) -> None:
     async def scenario() -> None:
         binder = FakeBinder()
-        async with serving(binder) as server:
+        async with serving(binder, polled) as server:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(b"\x01\x00\x10" + KNOWN.bytes)
             await until(lambda: KNOWN in binder.attached)
             conn = binder.attached[KNOWN]
+            assert (conn._polled is not None) is polled
             for _ in range(200):
                 for _ in range(100):
                     conn.write_frame(bytes(FRAME_BYTES))
@@ -360,7 +373,8 @@ def test_a_peer_that_does_not_read_costs_dropped_frames_not_memory() -> None:
             counters = conn.counters
             assert counters.dropped_out > 0
             assert counters.frames_out + counters.dropped_out == 20000
-            assert conn._transport.get_write_buffer_size() <= 11 * 323
+            unsent = conn._polled.backlog if conn._polled else conn._transport.get_write_buffer_size()
+            assert unsent <= 11 * 323
             writer.close()
 
     run(scenario)
@@ -396,7 +410,7 @@ async def bad_peer(port: int, writes: list[bytes]) -> tuple[bytes, str]:
 
 @pytest.mark.parametrize("case", BAD_PEERS)
 def test_bad_peer_is_dropped_with_a_warning_and_the_next_caller_is_served(
-    case: str, caplog: pytest.LogCaptureFixture
+    case: str, caplog: pytest.LogCaptureFixture, polled: bool
 ) -> None:
     writes, reason = BAD_PEERS[case]
     peer = ""
@@ -405,7 +419,7 @@ def test_bad_peer_is_dropped_with_a_warning_and_the_next_caller_is_served(
         nonlocal peer
         binder = FakeBinder()
         monitor = LagMonitor()
-        async with serving(binder, uuid_timeout=SHORT_TIMEOUT) as server:
+        async with serving(binder, polled, uuid_timeout=SHORT_TIMEOUT) as server:
             answer, peer = await bad_peer(server.port, writes)
             assert answer == HANGUP_MESSAGE
             await until(lambda: server.active == 0)

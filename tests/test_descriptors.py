@@ -75,10 +75,21 @@ def exhausted(server: str) -> str:
 
 def episode_end(server: str, text: str) -> tuple[int, int]:
     """The pauses and the connections closed to make room that `server`'s episode took, from its INFO line."""
-    ended = re.search(rf"INFO fastagi.listener: {server} accepting connections again after [\d.]+ s "
-                      r"\((\d+) pauses; (\d+) silent connections closed to make room\)", text)
+    ended = re.search(ENDED.format(server=server), text)
     assert ended, text[-3000:]
     return int(ended.group(1)), int(ended.group(2))
+
+
+ENDED = (r"INFO fastagi.listener: {server} accepting connections again after [\d.]+ s "
+         r"\((\d+) pauses; (\d+) silent connections closed to make room\)")
+
+
+def until_ended(log: Path, *servers: str) -> None:
+    """Wait (up to 10 s) until each of `servers` said its episode ended: the gateway must still run to say it."""
+    deadline = time.monotonic() + 10
+    while not all(re.search(ENDED.format(server=server), log.read_text()) for server in servers):
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
 
 
 def listener_warnings(text: str) -> list[str]:
@@ -100,6 +111,7 @@ def test_out_of_descriptors_warns_once_and_accepts_again_once_some_close(tmp_pat
         assert answered_in(port) < 2.0
         shown, _ = admin.communicate(timeout=10)
         assert admin.returncode == 0 and b"alice" in shown
+        until_ended(log, "AGI", "control")
     text = log.read_text()
     assert listener_warnings(text) == [f"WARNING fastagi.listener: {SHORT}", exhausted("AGI"), exhausted("control")]
     assert exhausted("AGI") in during and exhausted("control") in during  # said while it happened
@@ -118,6 +130,7 @@ def test_silent_connections_are_closed_to_let_a_session_in(tmp_path: Path, event
         assert answered_in(port) < 3.0  # behind 300 silent ones in the queue
         for sock in flood:
             sock.close()
+        until_ended(log, "AGI")
     text = log.read_text()
     assert listener_warnings(text) == [f"WARNING fastagi.listener: {SHORT}", exhausted("AGI")]
     _, closed = episode_end("AGI", text)

@@ -47,16 +47,13 @@ def emfile() -> OSError:
 def test_descriptors_running_out_is_one_warning_then_a_look_every_pause(caplog: pytest.LogCaptureFixture) -> None:
     async def body() -> list[str]:
         pair = socket.socketpair()
-        scripted = ScriptedSocket(emfile())
+        # fails three times (the first accept and two looks after a pause), then a descriptor is free again
+        scripted = ScriptedSocket(emfile(), emfile(), emfile(), (pair[0], ("127.0.0.1", 5000)))
         listener = Listener("AGI", Seen)
         listener.serve([scripted], backlog=8)  # type: ignore[list-item]
         try:
-            for outcome in (emfile(), emfile(), pair[0]):  # fails twice more, then a descriptor is free again
-                listener._accept(scripted)  # type: ignore[arg-type]
-                await asyncio.sleep(PAUSE * 1.5)
-                scripted.outcomes.append(outcome if isinstance(outcome, OSError) else (outcome, ("127.0.0.1", 5000)))
-            listener._accept(scripted)  # type: ignore[arg-type]
-            await asyncio.sleep(0.01)
+            listener._accept(scripted)  # type: ignore[arg-type] - as the loop would, once a connection waits
+            await asyncio.sleep(PAUSE * 3.5)
             return [record.getMessage() for record in caplog.records]
         finally:
             listener.close()
@@ -70,6 +67,24 @@ def test_descriptors_running_out_is_one_warning_then_a_look_every_pause(caplog: 
     assert messages[1].endswith(" s (3 pauses; 0 silent connections closed to make room)")
     assert len(messages) == 2
     assert Seen.peers == [("127.0.0.1", 5000)]
+
+
+def test_an_episode_ends_when_the_queue_emptied_while_paused(caplog: pytest.LogCaptureFixture) -> None:
+    """Peers that left while the listener paused leave nothing to wake a reader: the look after the pause says so."""
+    async def body() -> list[str]:
+        scripted = ScriptedSocket(emfile())
+        listener = Listener("AGI", Seen)
+        listener.serve([scripted], backlog=8)  # type: ignore[list-item]
+        try:
+            listener._accept(scripted)  # type: ignore[arg-type]
+            await asyncio.sleep(PAUSE * 1.5)
+            return [record.getMessage() for record in caplog.records]
+        finally:
+            listener.close()
+
+    with caplog.at_level(logging.INFO, logger="fastagi.listener"):
+        messages = run(body())
+    assert len(messages) == 2 and messages[1].startswith("AGI accepting connections again after 0.1 s (1 pauses;")
 
 
 @pytest.mark.parametrize("code", [errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETUNREACH])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import wave
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -319,6 +321,34 @@ def test_tick_hooks_run_around_every_room_and_a_failing_one_is_logged_once(caplo
         run(engine, 2)
     assert order == ["before", "room", "after", "after, second"] * 2
     assert engine.errors == 2 and len(caplog.records) == 1
+
+
+def test_the_clock_hands_the_loop_back_within_a_long_tick_and_still_runs_every_step() -> None:
+    """A tick of 12 steps of 1 ms lets another task run at least every 2 ms or so, not after 12 ms."""
+    order: list[str] = []
+
+    def slow_steps() -> Iterator[None]:
+        for step in range(12):
+            busy_until = time.perf_counter() + 0.001
+            while time.perf_counter() < busy_until:
+                pass
+            order.append(f"step {step}")
+            yield
+
+    async def scenario() -> None:
+        engine = MediaEngine()
+        engine.add_tick_hooks(slow_steps, lambda: None)
+        engine.start()
+        while "step 11" not in order:
+            order.append("other")
+            await asyncio.sleep(0)
+        await engine.stop()
+
+    asyncio.run(scenario())
+    tick = order[order.index("step 0") : order.index("step 11") + 1]
+    assert [entry for entry in tick if entry != "other"] == [f"step {n}" for n in range(12)]
+    runs = "".join("s" if entry != "other" else "o" for entry in tick).split("o")
+    assert max(len(run) for run in runs) <= 4  # steps between two turns of the loop: SLICE_SECONDS and one more
 
 
 # ---------------------------------------------------------------- the clock

@@ -14,7 +14,7 @@ frame is converted on its own when it is read or written.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 
@@ -23,11 +23,14 @@ from .jitter import JitterBuffer
 from .protocol import AUDIO_RATES, HEADER, Kind, audio_header, pcm_bytes
 from .resample import Resampler
 
+SENDS_PER_STEP = 32
+"""Messages sent between two points where the engine may hand the loop back."""
+
 
 class Member(Protocol):
     """A connection, as its lane sees it."""
 
-    def send(self, message: bytes) -> None:
+    def send(self, message: bytes | memoryview) -> None:
         """Write one whole message (header and PCM) to Asterisk."""
 
 
@@ -62,8 +65,8 @@ class Lane:
         """This tick's frame from every slot at the engine's rate, from `begin_tick` to `end_tick`."""
         self.heard: list[bytes] = []
         """What the engine wrote to each slot this tick (silence if nothing)."""
-        self.written: list[int] = []
-        """The slots written this tick, in order."""
+        self.written: list[tuple[int, Member]] = []
+        """The slots written this tick, in order, each with the member that wrote it."""
 
     @property
     def members(self) -> int:
@@ -102,7 +105,11 @@ class Lane:
         size = len(SILENCE)
         self.said = [converted[offset : offset + size] for offset in range(0, len(converted), size)]
 
-    def end_tick(self) -> None:
+    def end_tick(self) -> Iterator[None]:
+        """Convert and send what the engine wrote; a step (a chance to yield) every few members.
+
+        A member that left meanwhile is sent nothing, nor is one that took its slot since.
+        """
         self.said = None
         written, self.written = self.written, []
         if not written:
@@ -112,11 +119,12 @@ class Lane:
             messages = self.header + self.header.join(heard)
         else:
             messages = self._with_headers(self._to_asterisk.convert(self._streams, b"".join(heard)))
-        size, members = self.message_bytes, self._members
-        for slot in written:
-            member = members[slot]
-            if member is not None:
-                member.send(messages[slot * size : (slot + 1) * size])
+        size, members, view = self.message_bytes, self._members, memoryview(messages)
+        for count, (slot, member) in enumerate(written, 1):
+            if members[slot] is member:
+                member.send(view[slot * size : (slot + 1) * size])
+            if not count % SENDS_PER_STEP:
+                yield
 
     def convert_alone(self, slot: int, frame: bytes, to_engine: bool) -> bytes:
         """One frame of one slot converted on its own (outside the engine's ticks)."""
@@ -149,6 +157,6 @@ class Lanes:
         for lane in self._active:
             lane.begin_tick()
 
-    def end_tick(self) -> None:
+    def end_tick(self) -> Iterator[None]:
         for lane in self._active:
-            lane.end_tick()
+            yield from lane.end_tick()

@@ -12,10 +12,12 @@ import asyncio
 import uuid
 from dataclasses import astuple, dataclass
 from time import monotonic
+from typing import Callable
 
 from ..model.audio import FRAME_BYTES, SILENCE
 from .jitter import JitterBuffer
 from .lanes import Lane, Lanes
+from .poller import PolledSocket, SocketPoller
 from .protocol import AUDIO_RATES, Kind, encode_hangup
 
 
@@ -63,6 +65,7 @@ class AudioSocketConnection:
         self._dropped_out = 0
         self._hung_up = False
         self._lane: Lane | None = None
+        self._polled: PolledSocket | None = None
         self.use_kind(Kind.AUDIO_8K)
 
     @property
@@ -106,7 +109,7 @@ class AudioSocketConnection:
             return
         if lane.said is not None:  # the engine's tick: sent along with every member's when it ends
             lane.heard[self._slot] = frame
-            lane.written.append(self._slot)
+            lane.written.append((self._slot, self))
         else:
             self.send(lane.header + lane.convert_alone(self._slot, frame, to_engine=False))
 
@@ -140,12 +143,27 @@ class AudioSocketConnection:
             self._lane.leave(self._slot)
             self._lane = None
 
-    def send(self, message: bytes) -> None:
+    def poll_with(self, poller: SocketPoller, on_data: Callable[[memoryview], None]) -> None:
+        """Let `poller` read and write the socket (`on_data` gets what it reads) until `stop_polling`."""
+        self._polled = poller.take(self._transport, on_data, self.stop_polling)
+
+    def stop_polling(self) -> None:
+        """The transport reads and writes the socket again (the session ends, or the socket did)."""
+        polled, self._polled = self._polled, None
+        if polled is not None:
+            polled.give_back()
+
+    def send(self, message: bytes | memoryview) -> None:
         """Write a whole audio message, unless the socket is not draining."""
-        if self._transport.get_write_buffer_size() > self._backlog_limit:
+        polled = self._polled
+        unsent = self._transport.get_write_buffer_size() if polled is None else polled.backlog
+        if unsent > self._backlog_limit:
             self._dropped_out += 1
             return
-        self._transport.write(message)
+        if polled is None:
+            self._transport.write(message)
+        else:
+            polled.send(message)
         self._frames_out += 1
         self.last_activity = monotonic()
 
@@ -154,6 +172,7 @@ class AudioSocketConnection:
         if self.closed:
             return
         self._hung_up = True
+        self.stop_polling()
         if self._transport.get_write_buffer_size() > self._backlog_limit:
             self._abort()
             return
@@ -165,4 +184,5 @@ class AudioSocketConnection:
 
     def _abort(self) -> None:
         self._hung_up = True
+        self.stop_polling()
         self._transport.abort()

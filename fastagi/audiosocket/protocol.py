@@ -102,7 +102,7 @@ class AudioSocketParser:
         self._audio_max = 0
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes | memoryview) -> list[Frame]:
         if self.state is State.CLOSED:
             raise ProtocolError("data after the connection closed")
         buffer = self._buffer
@@ -127,7 +127,7 @@ class AudioSocketParser:
         del buffer[:offset]
         return frames
 
-    def audio_payload(self, data: bytes) -> bytes | None:
+    def audio_payload(self, data: bytes | memoryview) -> bytes | memoryview | None:
         """The payload of `data` if it is exactly one more message of this session's audio.
 
         Nearly every read is that (one 20 ms frame), and taking it here costs a fraction

@@ -5,6 +5,8 @@ and names the call by its UUID; a `CallMediaBinder` says which call that is. Fro
 on the connection (`port.AudioSocketConnection`) is an audio port of the media engine.
 Only addresses in `permit` may connect: anyone who learnt a call's UUID (they are in
 the logs) could otherwise take over its audio.
+With the engine's clock, an attached connection's socket is read and written on the
+engine's tick by one poller for all of them (`poller.py`), not by the event loop.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import ipaddress
 import logging
 import uuid
 from time import monotonic
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 from ..listener import Address, Listener, Network, Permit
 from .lanes import Lanes
+from .poller import SocketPoller
 from .port import AudioSocketConnection, MediaCounters, MediaSettings
 from .protocol import AudioSocketParser, Kind, ProtocolError, State
 
@@ -43,7 +46,9 @@ class CallMediaBinder(Protocol):
 class TickHooks(Protocol):
     """The media engine's clock, as the server sees it."""
 
-    def add_tick_hooks(self, before: Callable[[], None], after: Callable[[], None]) -> None: ...
+    def add_tick_hooks(
+        self, before: Callable[[], Iterable[None] | None], after: Callable[[], Iterable[None] | None]
+    ) -> None: ...
 
 
 class _Dropped(Exception):
@@ -82,7 +87,8 @@ class _Session(asyncio.Protocol):
         self.conn = AudioSocketConnection(transport, self._peer, server._media, server._lanes)
         self._server._follow(self)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Bytes from the transport, or a view of the poller's buffer (nothing keeps it: the audio is copied)."""
         conn = self.conn
         conn.last_activity = monotonic()
         if not self._reading:
@@ -90,7 +96,7 @@ class _Session(asyncio.Protocol):
         if not conn._hung_up:
             pcm = self._parser.audio_payload(data)
             if pcm is not None:
-                conn.receive_audio(pcm)
+                conn.receive_audio(bytes(pcm))  # bytes of bytes is the same object
                 return
         try:
             frames = self._parser.feed(data)
@@ -132,6 +138,7 @@ class _Session(asyncio.Protocol):
         """
         self._reading = False
         self.conn.release()
+        self.conn.stop_polling()
         if self._peer_done.done():
             self.conn._hung_up = True  # the peer is gone: nothing to say to it
         else:
@@ -155,6 +162,8 @@ class _Session(asyncio.Protocol):
             self._fail(_Dropped("no call accepts this UUID"))
             return
         log.info("AudioSocket %s attached to %s", self.conn.peer, call)
+        if self._server._poller is not None:
+            self.conn.poll_with(self._server._poller, self.data_received)
         self.attached.set_result(call)
 
     def _peer_gone(self, error: Exception | None) -> None:
@@ -195,6 +204,9 @@ class AudioSocketServer:
     either way for `idle_timeout` seconds is dropped (Asterisk's own application gives
     up after 2 s of that). Whatever a peer sends, the server answers by dropping that
     one connection, with a warning.
+
+    With a `clock`, attached sockets are read and written on its ticks; `poll_sockets=False`
+    leaves them to their transports (transports without a socket, as in `bench.audiosocket_path`).
     """
 
     def __init__(
@@ -209,6 +221,7 @@ class AudioSocketServer:
         close_grace: float = 1.0,
         media: MediaSettings = MediaSettings(),
         clock: TickHooks | None = None,
+        poll_sockets: bool = True,
     ) -> None:
         self._bind = bind
         self.port = port
@@ -220,8 +233,10 @@ class AudioSocketServer:
         self._listener = Listener("AudioSocket", lambda peer: _Session(self, peer), Permit(permit))
         self._listening = False
         self._lanes = Lanes()
+        self._poller: SocketPoller | None = None
         if clock is not None:
-            clock.add_tick_hooks(self._lanes.begin_tick, self._lanes.end_tick)
+            self._poller = SocketPoller() if poll_sockets else None
+            clock.add_tick_hooks(self._tick_begins, self._lanes.end_tick)
         self._handlers: dict[asyncio.Task[None], AudioSocketConnection] = {}
         self._ended = MediaCounters()
         self.connections = 0
@@ -266,6 +281,12 @@ class AudioSocketServer:
             for task in lingering:
                 handlers[task]._abort()
             await asyncio.wait(handlers)
+
+    def _tick_begins(self) -> Iterator[None]:
+        """Read what every polled socket has, then hand the engine each lane's frames."""
+        if self._poller is not None:
+            yield from self._poller.poll()
+        self._lanes.begin_tick()
 
     def _follow(self, session: _Session) -> None:
         """Run the course of a new connection in a task of its own."""

@@ -2,8 +2,10 @@
 
 A room is a set of parties (ports) that hear each other. On every tick the engine pulls
 one frame from each port of each room and pushes to each port the mix of all the others.
-`tick()` does one tick synchronously; `start()` runs a single asyncio task that calls it
-on absolute deadlines `t0 + n * 20 ms`, so timing errors never accumulate.
+`tick()` does one tick synchronously; `start()` runs a single asyncio task that ticks
+on absolute deadlines `t0 + n * 20 ms`, so timing errors never accumulate, and hands the
+event loop back whenever a tick has held it for `SLICE_SECONDS`: with a thousand calls a
+tick takes several milliseconds, and a FastAGI session's round trip would wait for all of it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -24,6 +26,10 @@ LATE_AFTER = 0.010  # a tick starting later than this after its deadline is late
 # Further behind than this, the clock drops the missed ticks (counted late) instead of
 # running them back to back: a burst that long would only reach the far end as a glitch.
 SKIP_AFTER = 5 * FRAME_SECONDS
+SLICE_SECONDS = 0.002
+"""The longest the clock holds the event loop before letting it run what waits."""
+Hook = Callable[[], Iterable[None] | None]
+"""A tick hook: work done at once, or steps (an iterator) between which the loop may run."""
 
 
 def mix_minus(frames: Sequence[bytes]) -> list[bytes]:
@@ -36,6 +42,17 @@ def mix_minus(frames: Sequence[bytes]) -> list[bytes]:
     np.clip(others, -32768, 32767, out=others)
     heard = others.astype(np.int16).tobytes()
     return [heard[offset : offset + FRAME_BYTES] for offset in range(0, len(heard), FRAME_BYTES)]
+
+
+async def _let_the_loop_run() -> None:
+    """Hand the loop back so that what its next poll finds runs before this task goes on.
+
+    After one `sleep(0)` this task is first in the loop's queue, ahead of the callbacks of
+    the poll that follows; after a second one it comes after them. (A short timer would
+    do the same, but the selector rounds its timeout up to a whole millisecond.)
+    """
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
 
 
 class Pacer:
@@ -147,9 +164,9 @@ class MediaEngine:
         self.skipped_ticks = 0
         self.busy_seconds = 0.0
         self.errors = 0
-        self._before: tuple[Callable[[], None], ...] = ()
-        self._after: tuple[Callable[[], None], ...] = ()
-        self._failed_hooks: list[Callable[[], None]] = []
+        self._before: tuple[Hook, ...] = ()
+        self._after: tuple[Hook, ...] = ()
+        self._failed_hooks: list[Hook] = []
 
     @property
     def rooms(self) -> int:
@@ -166,11 +183,12 @@ class MediaEngine:
         self._active = tuple(self._rooms)
         return room
 
-    def add_tick_hooks(self, before: Callable[[], None], after: Callable[[], None]) -> None:
+    def add_tick_hooks(self, before: Hook, after: Hook) -> None:
         """Call `before` as every tick begins and `after` as it ends.
 
         Ports that move their audio in bulk (every AudioSocket connection of a rate at
-        once) gather it there rather than one port at a time.
+        once) gather it there rather than one port at a time. A hook that returns an
+        iterator is run step by step: the clock may hand the loop back between steps.
         """
         self._before += (before,)
         self._after += (after,)
@@ -186,7 +204,14 @@ class MediaEngine:
         rooms go on.
         """
         started = time.perf_counter()
-        self._run_hooks(self._before)
+        for _ in self._steps():
+            pass
+        self.ticks += 1
+        self.busy_seconds += time.perf_counter() - started
+
+    def _steps(self) -> Iterator[None]:
+        """One tick, yielding where the loop may run: within hooks only, never between rooms."""
+        yield from self._run_hooks(self._before)
         for room in self._active:
             try:
                 room._tick()
@@ -195,15 +220,35 @@ class MediaEngine:
                 if not room._failed:
                     room._failed = True
                     log.exception("media room with %d ports failed a tick", len(room.ports))
-        self._run_hooks(self._after)
-        self.ticks += 1
-        self.busy_seconds += time.perf_counter() - started
+        yield from self._run_hooks(self._after)
 
-    def _run_hooks(self, hooks: tuple[Callable[[], None], ...]) -> None:
+    async def _tick_in_slices(self) -> None:
+        """`tick()`, handing the loop back each time it has held it for `SLICE_SECONDS`.
+
+        A tick once begun is finished, even if the clock is stopped meanwhile.
+        """
+        steps = self._steps()
+        started = time.perf_counter()
+        try:
+            for _ in steps:
+                now = time.perf_counter()
+                if now - started > SLICE_SECONDS:
+                    self.busy_seconds += now - started
+                    await _let_the_loop_run()
+                    started = time.perf_counter()
+        finally:
+            for _ in steps:
+                pass
+            self.ticks += 1
+            self.busy_seconds += time.perf_counter() - started
+
+    def _run_hooks(self, hooks: tuple[Hook, ...]) -> Iterator[None]:
         """Run each hook; one that raises is logged (once) and counted, and the tick goes on."""
         for hook in hooks:
             try:
-                hook()
+                steps = hook()
+                if steps is not None:
+                    yield from steps
             except Exception:
                 self.errors += 1
                 if hook not in self._failed_hooks:
@@ -232,7 +277,7 @@ class MediaEngine:
             late, skipped = pacer.arrive(loop.time())
             self.skipped_ticks += skipped
             self.late_ticks += skipped + late
-            self.tick()
+            await self._tick_in_slices()
 
     def _attach(self, port: AudioPort, room: Room) -> None:
         if id(port) in self._port_rooms:
