@@ -29,9 +29,9 @@ line ends an action), and answers with Asterisk's own texts, ActionID echoed:
 It records every action it runs (headers in order, and the raw bytes), and can drop its
 connections, go half-open (keep the sockets but read and answer nothing, like a peer that
 vanished), freeze like Asterisk under SIGSTOP (read nothing, greet no new connection, while
-the kernel keeps taking bytes) and resume (read what waited in each socket, as Asterisk
-does: Linux hands over bytes it acknowledged even after the peer's reset, then
-ECONNRESET, counted in `resets`), stop and start again on the same port, and write raw
+the kernel keeps taking bytes) and resume (read what waited in each socket: Linux hands
+over bytes it acknowledged even after the peer's reset, then ECONNRESET, counted in
+`resets`; Asterisk 22 was seen to end such a session unread, so this is the worse case), stop and start again on the same port, and write raw
 bytes to its clients. It
 has its own framing code, so it does not share mistakes with the code under test.
 """
