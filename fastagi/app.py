@@ -125,7 +125,8 @@ class Gateway:
         self.manager.deliveries.seed_balances({name: (s.balance, s.currency) for name, s in config.accounts.items()})
         self.ami = (
             AmiListener(settings(AmiSettings, config.ami, general), self.bus, self.manager.calls.incoming_unhandled,
-                        audiosocket_address=lambda: f"{config.audiosocket.bind}:{self.audiosocket.port}")
+                        audiosocket_address=lambda: f"{config.audiosocket.bind}:{self.audiosocket.port}",
+                        next_seq=lambda: self.store.next_id("ami_seq"))
             if config.ami.enabled else None
         )
         self.bridge = CallBridge(self.manager.calls, self.call_media, self.bus,

@@ -189,3 +189,21 @@ def test_shutdown_delivers_the_last_events(tmp_path: Path) -> None:
         ended = [e.get("Status") for e in user_events(ami, "SkypeCallStatus") if e.get("Account") == "alice"]
         assert ended[-1] == "CANCELLED"  # the call still ringing at shutdown was ended, and Asterisk heard it
     run(body())
+
+
+def test_user_event_seq_only_grows_across_a_restart(tmp_path: Path) -> None:
+    async def body() -> None:
+        ami = AmiServer()
+        await ami.start()
+        try:
+            for n in range(2):  # the same state database both times
+                async with running_gateway(tmp_path, ACCOUNTS + ami_section(ami.port)) as gw:
+                    await eventually(lambda: gw.ami is not None and gw.ami.connected)
+                    await dial(gw.agi.port, f"chatmessage-send?account=alice&user-name=bob&message-body=m{n}")
+                    await eventually(lambda: gw.ami.queued == 0 and len(user_events(ami, "SkypeChatMessage")) == 2 * (n + 1))
+        finally:
+            await ami.stop()
+        seqs = [int(event.get("Seq")) for event in ami.actions("UserEvent")]
+        assert seqs[0] == 1 and seqs == sorted(set(seqs))  # the restarted gateway goes on above the last
+        assert len(user_events(ami, "SkypeChatMessage")) == 4
+    run(body())

@@ -149,7 +149,7 @@ async def test_event_frame_on_the_wire(event: Event, body: bytes) -> None:
         await eventually(lambda: r.listener.delivered == 1)
         [action] = r.server.actions("UserEvent")
         action_id = action.get("ActionID").encode()
-        assert action.raw == b"Action: UserEvent\r\n" + body + b"ActionID: " + action_id + b"\r\n\r\n"
+        assert action.raw == b"Action: UserEvent\r\n" + body + b"Seq: 1\r\nActionID: " + action_id + b"\r\n\r\n"
         assert r.server.actions("Originate") == []
 
 
@@ -504,3 +504,31 @@ def test_stop_ends_the_listener_even_when_a_cancel_is_swallowed(monkeypatch: pyt
         assert done, "stop() waited for the 30 s reconnect delay"
 
     asyncio.run(scenario())
+
+
+def without_repeats(seqs: list[int]) -> list[int]:
+    """What a consumer keeps of the UserEvents it sees: each Seq above the last it kept."""
+    kept: list[int] = []
+    for seq in seqs:
+        if not kept or seq > kept[-1]:
+            kept.append(seq)
+    return kept
+
+
+@async_test
+async def test_frozen_asterisk_repeat_carries_its_seq_and_the_dead_link_is_reset() -> None:
+    async with rig() as r:
+        r.chat(0)
+        await eventually(lambda: r.listener.delivered == 1)
+        r.server.freeze()  # as under SIGSTOP: the kernel still takes what the gateway sends
+        for seq in range(1, 4):
+            r.chat(seq)
+        await eventually(lambda: r.server.connections >= 2)  # declared dead, a new connection waits
+        r.server.resume()
+        await eventually(lambda: r.listener.delivered == 4)
+        events = r.server.actions("UserEvent")
+        seqs = [int(action.get("Seq")) for action in events]
+        assert sorted(r.chats()) == ["0", "1", "1", "2", "3"]  # the copy waiting in the dead link's socket ran too
+        assert dict(zip(seqs, r.chats())) == {1: "0", 2: "1", 3: "2", 4: "3"}  # a copy keeps its Seq
+        assert without_repeats(seqs) == [1, 2, 3, 4]
+        assert r.server.resets >= 1  # aborted with a reset, not closed

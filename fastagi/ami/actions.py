@@ -1,7 +1,8 @@
 """What the gateway's events become on the AMI: the actions to send, as ordered headers (no I/O).
 
 Every event becomes ``Action: UserEvent`` with ``UserEvent: Skype<Kind>``, ``Account:`` and
-the event's fields in their order (`userevents`), every value escaped (`protocol`). A
+the event's fields in their order (`userevents`), every value escaped (`protocol`), and
+``Seq:`` last (the listener's number of the event, the same on a resent copy). A
 ringing incoming call is also routed into the dialplan with an ``Originate``, and with
 ``events_context`` set the events Skip2PBX ran scripts for run an extension of that
 context (`scripts`).
@@ -71,10 +72,11 @@ class ActionBuilder:
         self._audiosocket_address = audiosocket_address
         self._routed: dict[int, None] = {}  # recent incoming CallIDs, oldest first
 
-    def user_event(self, event: Event) -> Outgoing:
+    def user_event(self, event: Event, seq: int) -> Outgoing:
         # field names come from userevents.USER_EVENTS, which holds none of the action's own headers
         headers = [("UserEvent", userevents.user_event(event)), _text("Account", event.account)]
         headers += [_text(name, value) for name, value in userevents.fields(event).items()]
+        headers.append(("Seq", str(seq)))
         return Outgoing("UserEvent", tuple(headers))
 
     def incoming_call(self, event: CallChanged) -> Outgoing | None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from typing import Any, Awaitable, Sequence, TypeVar
 
 from panoramisk import Manager
@@ -36,6 +38,10 @@ back), not ``on`` (every event class of the whole PBX)."""
 
 class ConnectionLost(Exception):
     pass
+
+
+class LinkDead(ConnectionLost):
+    """Asterisk did not answer in time: the gateway gives the connection up."""
 
 
 class LoginRefused(Exception):
@@ -94,6 +100,19 @@ class Link(Manager):
         if not self.lost.done():
             self.lost.set_result(None)
 
+    def abort(self) -> None:
+        """Close with a reset (SO_LINGER 0) instead of a FIN: what this side's kernel still holds
+        unsent or unacknowledged is dropped, never delivered late behind the resent copy. Bytes
+        Asterisk's kernel already acknowledged stay readable to Asterisk (Linux keeps them
+        before the reset), which is why every UserEvent carries ``Seq``."""
+        transport = self.protocol.transport if self.protocol is not None else None
+        if transport is None or transport.is_closing():
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
     def ping(self) -> None:
         """Replaced by the listener's own Ping with a deadline."""
 
@@ -103,8 +122,8 @@ class Link(Manager):
 
 
 async def within(awaitable: Awaitable[T], seconds: float, what: str) -> T:
-    """`awaitable`'s result, or `ConnectionLost` after `seconds`."""
+    """`awaitable`'s result, or `LinkDead` after `seconds`."""
     try:
         return await asyncio.wait_for(awaitable, seconds)
     except asyncio.TimeoutError:
-        raise ConnectionLost(f"{what} within {seconds:g} s") from None
+        raise LinkDead(f"{what} within {seconds:g} s") from None

@@ -6,7 +6,9 @@ leaves the queue only when Asterisk answers it; ``Response: Success`` counts it
 ``delivered``, an error counts it ``rejected`` (logged: sending it again would fail
 again). After a lost connection the unanswered action and everything behind it go again,
 in order: at least once, and exactly once unless the connection dies between Asterisk
-acting and its answer arriving.
+reading the action and its answer arriving. Every UserEvent carries ``Seq:``, a number
+from ``next_seq`` (the state database's counter: it only grows, across restarts), the
+same on every copy, so a consumer drops a repeat: a Seq not above the last it saw.
 
 On a Local channel the dialplan takes an incoming call by answering within
 ``originate_timeout``; when Asterisk refuses the Originate or its ``OriginateResponse``
@@ -15,7 +17,7 @@ says ``Failure`` (no such extension, no answer in time),
 
 Connection: one panoramisk `Link` per connection. The listener pings every
 ``ping_interval`` and treats ``ping_timeout`` without an answer as a dead (half-open)
-connection; it reconnects after any loss with exponential backoff from
+connection, which it closes with a reset (`Link.abort`); it reconnects after any loss with exponential backoff from
 ``reconnect_min`` to ``reconnect_max``, and after a refused login every ``auth_retry``
 seconds, with one ERROR line per attempt.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from typing import Callable
 
@@ -32,7 +35,7 @@ from panoramisk.message import Message
 
 from ..model.events import CallChanged, Event, EventBus
 from .actions import ActionBuilder, Outgoing
-from .link import ConnectionLost, Link, LoginRefused, OrderedAction, within
+from .link import ConnectionLost, Link, LinkDead, LoginRefused, OrderedAction, within
 from .outbox import Outbox
 from .settings import AmiSettings
 
@@ -49,11 +52,13 @@ class AmiListener:
     """
 
     def __init__(self, settings: AmiSettings, bus: EventBus, on_incoming_unhandled: Callable[[str, int], None],
-                 audiosocket_address: Callable[[], str] = lambda: "") -> None:
+                 audiosocket_address: Callable[[], str] = lambda: "",
+                 next_seq: Callable[[], int] | None = None) -> None:
         self.settings = settings
         self._bus = bus
         self._on_incoming_unhandled = on_incoming_unhandled
         self._actions = ActionBuilder(settings, audiosocket_address)
+        self._next_seq = next_seq or itertools.count(1).__next__  # without a database: from 1 each start
         self._outbox = Outbox(settings.queue_size)
         self._originating: dict[str, tuple[str, int]] = {}  # ActionID -> (account, call id)
         self._retry_delay = settings.reconnect_min
@@ -105,7 +110,7 @@ class AmiListener:
     # -- events into actions ---------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        self._put(self._actions.user_event(event))
+        self._put(self._actions.user_event(event, self._next_seq()))
         if isinstance(event, CallChanged):
             try:
                 originate = self._actions.incoming_call(event)
@@ -174,6 +179,9 @@ class AmiListener:
             log.info("AMI connected to %s:%s as %r, %d action(s) queued",
                      settings.host, settings.port, settings.username, len(self._outbox))
             await self._serve(link)
+        except LinkDead:
+            link.abort()
+            raise
         finally:
             self.connected = False
             link.close()

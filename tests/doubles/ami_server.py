@@ -28,7 +28,11 @@ line ends an action), and answers with Asterisk's own texts, ActionID echoed:
 
 It records every action it runs (headers in order, and the raw bytes), and can drop its
 connections, go half-open (keep the sockets but read and answer nothing, like a peer that
-vanished), stop and start again on the same port, and write raw bytes to its clients. It
+vanished), freeze like Asterisk under SIGSTOP (read nothing, greet no new connection, while
+the kernel keeps taking bytes) and resume (read what waited in each socket: Linux hands
+over bytes it acknowledged even after the peer's reset, then ECONNRESET, counted in
+`resets`; Asterisk 22 was seen to end such a session unread, so this is the worse case), stop and start again on the same port, and write raw
+bytes to its clients. It
 has its own framing code, so it does not share mistakes with the code under test.
 """
 
@@ -170,8 +174,12 @@ class AmiServer:
     _sessions: set[Session] = field(default_factory=set)
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _channels: itertools.count = field(default_factory=itertools.count)
+    _running: asyncio.Event = field(default_factory=asyncio.Event)
+    resets: int = 0
+    """Connections whose client reset them (ECONNRESET)."""
 
     async def start(self) -> None:
+        self._running.set()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -191,6 +199,17 @@ class AmiServer:
         for session in self._sessions:
             session.half_open = True
 
+    def freeze(self) -> None:
+        """Read nothing and greet no new connection; the sockets stay open."""
+        self._running.clear()
+        for session in self._sessions:
+            session.writer.transport.pause_reading()
+
+    def resume(self) -> None:
+        for session in self._sessions:
+            session.writer.transport.resume_reading()
+        self._running.set()
+
     def send_raw(self, data: bytes) -> None:
         for session in self._sessions:
             session.send(data)
@@ -208,10 +227,13 @@ class AmiServer:
         session = Session(writer)
         self._sessions.add(session)
         try:
+            await self._running.wait()
             writer.write(GREETING)
             while (message := await self._read_action(reader)) is not None:
                 if not session.half_open:
                     self._handle(session, *message)
+        except ConnectionResetError:
+            self.resets += 1
         except ConnectionError:
             pass
         finally:
