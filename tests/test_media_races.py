@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,12 +40,15 @@ def swapping(folder: Path, a: str, b: str) -> Iterator[list[int]]:
             count[0] += 1
 
     thread = threading.Thread(target=loop, daemon=True)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the swapper gets the GIL often, not only when the event loop's thread blocks
     thread.start()
     try:
         yield count
     finally:
         done.set()
         thread.join()
+        sys.setswitchinterval(interval)
 
 
 def test_file_send_never_sends_the_outside_file(tmp_path: Path) -> None:
