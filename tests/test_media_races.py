@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Iterator
 
 from conftest import Dialplan, Recorder, running_gateway, run
+from fastagi.media.callmedia import CallMedia
+from fastagi.media.engine import MediaEngine
+from fastagi.media.errors import MediaFileError
+from fastagi.media.voicemail import VoicemailBox
+from fastagi.model.events import EventBus
 from test_media_calls import ACCOUNTS, USERS, answered_call, tone
 
 ROUNDS = 300
@@ -129,3 +134,23 @@ def test_received_files_never_land_outside(tmp_path: Path) -> None:
             assert len(kept) == results.count("") > 0
             assert set(results) <= {"", "invalid-argument"}
     run(body())
+
+
+def test_voicemail_recordings_never_land_outside(tmp_path: Path) -> None:
+    """The voicemail box of XMPP calls, driven directly: its folder is the account's name under the media folder."""
+    box = VoicemailBox(CallMedia(MediaEngine(), EventBus()), tmp_path / "media" / "voicemail", 8000)
+    folder, outside = tmp_path / "media" / "voicemail", tmp_path / "outside"
+    (folder / "alice").mkdir(parents=True)
+    outside.mkdir()
+    (folder / "other").symlink_to(outside)
+    made = refused = 0
+    with swapping(folder, "alice", "other"):
+        for call_id in range(ROUNDS):
+            try:
+                box.record("alice", call_id)
+                made += 1
+            except MediaFileError:
+                refused += 1
+            box.stop("alice", call_id)
+    assert len(list(outside.iterdir())) == 0
+    assert made + refused == ROUNDS and made > 0
