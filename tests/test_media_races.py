@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pytest
+
 from conftest import Dialplan, Recorder, running_gateway, run
 from fastagi.media.callmedia import CallMedia
 from fastagi.media.engine import MediaEngine
@@ -136,15 +138,17 @@ def test_received_files_never_land_outside(tmp_path: Path) -> None:
     run(body())
 
 
-def test_voicemail_recordings_never_land_outside(tmp_path: Path) -> None:
-    """The voicemail box of XMPP calls, driven directly: its folder is the account's name under the media folder."""
-    box = VoicemailBox(CallMedia(MediaEngine(), EventBus()), tmp_path / "media" / "voicemail", 8000)
-    folder, outside = tmp_path / "media" / "voicemail", tmp_path / "outside"
-    (folder / "alice").mkdir(parents=True)
-    outside.mkdir()
-    (folder / "other").symlink_to(outside)
+@pytest.mark.parametrize("swapped", ["voicemail/alice", "voicemail"])
+def test_voicemail_recordings_never_land_outside(tmp_path: Path, swapped: str) -> None:
+    """The voicemail box of XMPP calls, driven directly, while the account's folder or the voicemail folder is swapped."""
+    media, outside = tmp_path / "media", tmp_path / "outside"
+    box = VoicemailBox(CallMedia(MediaEngine(), EventBus()), media / "voicemail", 8000)
+    (media / "voicemail" / "alice").mkdir(parents=True)
+    (outside / "alice").mkdir(parents=True)
+    target = media / swapped
+    (target.parent / "other").symlink_to(outside / "alice" if swapped.endswith("alice") else outside)
     made = refused = 0
-    with swapping(folder, "alice", "other"):
+    with swapping(target.parent, target.name, "other"):
         for call_id in range(ROUNDS):
             try:
                 box.record("alice", call_id)
@@ -152,5 +156,5 @@ def test_voicemail_recordings_never_land_outside(tmp_path: Path) -> None:
             except MediaFileError:
                 refused += 1
             box.stop("alice", call_id)
-    assert len(list(outside.iterdir())) == 0
+    assert len(list((outside / "alice").iterdir())) == 0
     assert made + refused == ROUNDS and made > 0

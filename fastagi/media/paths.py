@@ -80,28 +80,36 @@ def create_media_file(name: str, media_dir: Path, allowed_dirs: Sequence[Path] =
     return _walk_then(_Walk(name, media_dir, allowed_dirs), create)
 
 
-def open_subfolder(root: Path, name: str, mode: int = 0o750) -> int:
-    """A descriptor of the folder `name` in `root` (made if missing); a symbolic link there is refused.
+def open_subfolder(root: Path, *names: str, mode: int = 0o750) -> int:
+    """A descriptor of the folder `root/names…` (each made if missing); a symbolic link on the way is refused.
 
-    `root` is the administrator's (followed as configured); `name` (an account's) is one
-    component opened with O_NOFOLLOW, so a link swapped in for it cannot lead elsewhere.
-    The caller closes the descriptor and creates files in it with `dir_fd`.
+    `root` is the administrator's (followed as configured); each of `names` (a media
+    subfolder, an account's name) is one component opened with O_NOFOLLOW from the one
+    before, so a link swapped in for it cannot lead elsewhere. The caller closes the
+    descriptor and creates files in it with `dir_fd`.
     """
     root.mkdir(parents=True, exist_ok=True)
-    if name in ("", ".", "..") or "/" in name or "\0" in name:
-        raise MediaFileError(INVALID, f"{name!r} is not a folder name")
-    base = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for name in names:
         try:
-            os.mkdir(name, mode, dir_fd=base)
+            folder = _enter_subfolder(folder, name, mode)
+        except OSError as exc:
+            raise MediaFileError(INVALID, f"{root.joinpath(*names)}: {name} is not a folder: {exc.strerror}") from None
+    return folder
+
+
+def _enter_subfolder(parent: int, name: str, mode: int) -> int:
+    """The folder `name` in `parent`, made if missing, opened without following a link; `parent` is closed."""
+    try:
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise OSError(errno.EINVAL, "not a folder name")
+        try:
+            os.mkdir(name, mode, dir_fd=parent)
         except FileExistsError:
             pass
-        try:
-            return os.open(name, _DIR_FLAGS, dir_fd=base)
-        except OSError as exc:
-            raise MediaFileError(INVALID, f"{root / name} is not a folder: {exc.strerror}") from None
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
     finally:
-        os.close(base)
+        os.close(parent)
 
 
 class _Changed(Exception):

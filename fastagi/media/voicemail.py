@@ -62,7 +62,7 @@ class VoicemailBox:
         """Start recording the caller into a new file of the account's voicemail folder."""
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-call{call_id}.wav"
         path = self._folder / account / name
-        folder = open_subfolder(self._folder, account)
+        folder = open_subfolder(self._folder.parent, self._folder.name, account)  # media/voicemail/<account>
         try:
             fd = os.open(name, CREATE_FLAGS, 0o640, dir_fd=folder)  # never through a link swapped in
         finally:
