@@ -6,32 +6,39 @@ import asyncio
 import os
 import shutil
 from pathlib import Path
+from typing import BinaryIO
+
+from .media.paths import CREATE_FLAGS, open_subfolder
 
 
-async def copy_incoming(folder: Path, file_name: str, source: Path) -> Path:
+async def copy_incoming(folder: Path, file_name: str, source: BinaryIO) -> Path:
     """`store_incoming` in a worker thread: a large file must not hold up every other session."""
     return await asyncio.to_thread(store_incoming, folder, file_name, source)
 
 
-def store_incoming(folder: Path, file_name: str, source: Path) -> Path:
-    """Copy `source` into `folder` as `file_name`, or `name (2).ext`, … if it exists.
+def store_incoming(folder: Path, file_name: str, source: BinaryIO) -> Path:
+    """Copy `source` (open, read from where it stands) into `folder` as `file_name`, or `name (2).ext`, … if it exists.
 
-    The name is created with O_EXCL, so two transfers racing for one name both keep
-    their file.
+    The file is created with O_EXCL|O_NOFOLLOW through a descriptor of `folder`
+    (`open_subfolder`), so two transfers racing for one name both keep their file and a
+    symbolic link swapped in for the folder or the name never leads the copy elsewhere.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     stem, suffix = os.path.splitext(Path(file_name).name or "file")
-    for n in range(1, 10000):
-        target = folder / (f"{stem}{suffix}" if n == 1 else f"{stem} ({n}){suffix}")
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        except FileExistsError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-                shutil.copyfileobj(src, out)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
-        return target
+    dir_fd = open_subfolder(folder.parent, folder.name)
+    try:
+        for n in range(1, 10000):
+            name = f"{stem}{suffix}" if n == 1 else f"{stem} ({n}){suffix}"
+            try:
+                fd = os.open(name, CREATE_FLAGS, 0o640, dir_fd=dir_fd)
+            except FileExistsError:
+                continue
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(source, out)
+            except BaseException:
+                os.unlink(name, dir_fd=dir_fd)
+                raise
+            return folder / name
+    finally:
+        os.close(dir_fd)
     raise FileExistsError(f"no free name for {file_name} in {folder}")

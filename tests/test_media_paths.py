@@ -1,4 +1,5 @@
-"""Where a dialplan-given file name may point, and that a refusal touches nothing."""
+"""Where a dialplan-given file name may point, that a refusal touches nothing, and that a name is
+opened where it was checked even while someone swaps a link in."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fastagi.media.errors import MediaFileError
-from fastagi.media.paths import resolve_media_path
+from fastagi.media.paths import create_media_file, open_media_file
 
 
 @pytest.fixture
@@ -34,7 +35,10 @@ def tree(tmp_path: Path) -> Path:
 
 
 def resolve(tree: Path, name: str, must_exist: bool, media: str = "media") -> Path:
-    return resolve_media_path(name, tree / media, [tree / "extra"], must_exist)
+    """Open (or create) the file as the actions do; the real path it was found at."""
+    opened = (open_media_file if must_exist else create_media_file)(name, tree / media, [tree / "extra"])
+    os.close(opened.fd)
+    return opened.path
 
 
 def snapshot(root: Path) -> list[tuple[str, int, int, int]]:
@@ -70,15 +74,27 @@ def test_files_to_play(tree, name, expected):
     ],
 )
 def test_files_to_record(tree, name, expected):
-    before = snapshot(tree)
+    before = {entry[0] for entry in snapshot(tree)}
     assert resolve(tree, name.format(tree=tree), must_exist=False) == tree / expected
-    assert snapshot(tree) == before
+    assert {entry[0] for entry in snapshot(tree)} - before == {str(tree / expected)}
+    assert (tree / expected).stat().st_size == 0
 
 
 def test_media_folder_given_through_a_link(tree):
     media = tree / "media"
     assert resolve(tree, "greet.wav", True, media="media_link") == media / "greet.wav"
     assert resolve(tree, f"{media}/new.wav", False, media="media_link") == media / "new.wav"
+
+
+def test_links_inside_are_followed_by_the_walk(tree):
+    (tree / "media" / "sub" / "up.wav").symlink_to("../greet.wav")
+    (tree / "media" / "sub_link").symlink_to("sub")
+    (tree / "media" / "climb.wav").symlink_to("sub/../../outside/secret.wav")
+    assert resolve(tree, "sub/up.wav", True) == tree / "media" / "greet.wav"
+    assert resolve(tree, "sub_link/x.wav", True) == tree / "media" / "sub" / "x.wav"
+    assert resolve(tree, "sub_link/new.wav", False) == tree / "media" / "sub" / "new.wav"
+    with pytest.raises(MediaFileError, match="climb.wav leads outside the media folder"):
+        resolve(tree, "climb.wav", True)
 
 
 BAD = "invalid-argument"

@@ -13,6 +13,7 @@ import aiohttp
 
 from conftest import Dialplan, Recorder, run, running_gateway, unique, xmpp_account
 from doubles.ami_server import AmiServer
+from test_media_races import swapping
 from fastagi.app import Gateway
 from xmpp.peers import Peer, peer
 from xmpp.server import Prosody
@@ -278,6 +279,31 @@ def test_file_send_uploads_and_the_peer_gets_a_link_to_the_same_bytes(prosody: P
             event = await rec.wait(lambda e: e.kind == "FileTransfer")
             assert (event.fields["Direction"], event.fields["Partner"], event.fields["FileName"]) == (
                 "outgoing", bob.boundjid.bare, "price list.pdf")
+        await bob.close()
+    run(body())
+
+
+def test_file_send_never_uploads_the_outside_file_while_a_link_is_swapped_in(prosody: Prosody, tmp_path: Path) -> None:
+    async def body() -> None:
+        bob = await peer(prosody, unique("bob"))
+        async with gateway_on(tmp_path, prosody, "alice", account_jid(prosody, unique("alice"))) as (gw, dial, rec):
+            media = tmp_path / "media"
+            (tmp_path / "secret.txt").write_text("outside")
+            (media / "swap.txt").write_text("inside")
+            (media / "other.txt").symlink_to(tmp_path / "secret.txt")
+            results = []
+            with swapping(media, "swap.txt", "other.txt"):
+                for _ in range(100):
+                    results.append((await dial("alice", "file-send", user_name=bob.boundjid.bare,
+                                               file="swap.txt"))["SKYPE_ERROR"])
+            uploaded = []
+            async with aiohttp.ClientSession() as session:
+                for _ in range(results.count("")):
+                    got = await bob.next(lambda g: g.kind == "message" and g.url != "")
+                    async with session.get(got.url) as response:
+                        uploaded.append(await response.text())
+            assert uploaded.count("outside") == 0
+            assert set(results) <= {"", "invalid-argument"} and set(uploaded) == {"inside"}
         await bob.close()
     run(body())
 

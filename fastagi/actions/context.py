@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..manager.accounts import AccountManager
 from ..media.callmedia import CallMedia
 from ..media.errors import MediaFileError
-from ..media.paths import resolve_media_path
+from ..media.paths import MediaFile, create_media_file, open_media_file
 from ..model import errors
 
 MIB = 1024 * 1024
@@ -21,13 +22,17 @@ class MediaSettings:
     record_rate: int = 8000
     max_file_size: int = 100 * MIB
 
-    def resolve(self, name: str, must_exist: bool) -> Path:
-        """The file a dialplan names, inside the media folders (`MediaFileError` otherwise)."""
-        return resolve_media_path(name, self.media_dir, self.allowed_dirs, must_exist=must_exist)
+    def open(self, name: str) -> MediaFile:
+        """The file a dialplan names, inside the media folders, open to read (`MediaFileError` otherwise)."""
+        return open_media_file(name, self.media_dir, self.allowed_dirs)
 
-    def check_size(self, name: str, path: Path) -> None:
+    def create(self, name: str) -> MediaFile:
+        """A new file a dialplan names, inside the media folders, open to write (`MediaFileError` otherwise)."""
+        return create_media_file(name, self.media_dir, self.allowed_dirs)
+
+    def check_size(self, name: str, source: MediaFile) -> None:
         """Refuse a file to send over `max_file_size` (invalid-argument, saying both sizes)."""
-        size = path.stat().st_size
+        size = os.fstat(source.fd).st_size
         if size > self.max_file_size:
             raise MediaFileError(errors.INVALID_ARGUMENT, f"{name} is {size} bytes, over max_file_size "
                                  f"({self.max_file_size // MIB} MiB)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..media.wav import WavPlayer, load_wav
+from ..media.wav import WavPlayer, read_wav
 from ..model import errors
 from ..model.capabilities import Feature
 from ..model.errors import SkypeError
@@ -19,8 +19,8 @@ CALL = Argument("call-id", "the call", call_id)
         errors=(errors.UNKNOWN_CALL, errors.FILE_MISSING), needs=Feature.CALLS)
 async def call_set_input_file(ctx: ActionContext, call_id: int, file_name: str) -> None:
     ctx.manager.calls.get(ctx.account, call_id)
-    path = ctx.media.resolve(file_name, must_exist=True)
-    samples = await asyncio.to_thread(load_wav, path)  # decoding and resampling a long file must not stall the clock
+    with ctx.media.open(file_name) as wav:
+        samples = await asyncio.to_thread(read_wav, wav.fd, wav.path)  # decoding a long file must not stall the clock
     ctx.manager.calls.get(ctx.account, call_id)  # it may have ended meanwhile
     ctx.call_media.port(ctx.account, call_id).set_source(WavPlayer(samples))
 
@@ -30,10 +30,8 @@ async def call_set_input_file(ctx: ActionContext, call_id: int, file_name: str) 
         errors=(errors.UNKNOWN_CALL, errors.FILE_EXISTS), needs=Feature.CALLS)
 async def call_set_output_file(ctx: ActionContext, call_id: int, file_name: str) -> None:
     ctx.manager.calls.get(ctx.account, call_id)
-    path = ctx.media.resolve(file_name, must_exist=False)
+    created = ctx.media.create(file_name)
     try:
-        ctx.call_media.record(ctx.account, call_id, path, ctx.media.record_rate)
-    except FileExistsError:
-        raise SkypeError(errors.FILE_EXISTS, f"{file_name} already exists (recordings never overwrite)") from None
+        ctx.call_media.record(ctx.account, call_id, created.path, ctx.media.record_rate, fd=created.fd)
     except OSError as exc:
         raise SkypeError(errors.INVALID_ARGUMENT, f"{file_name}: cannot create: {exc.strerror}") from None

@@ -36,6 +36,6 @@ async def sms_send(ctx: ActionContext, sms_number: str, sms_body: str) -> None:
         arguments=(USER, Argument("file", "the file: relative to media_dir, or absolute inside a media folder", file_name)),
         errors=(errors.FILE_MISSING, errors.UNKNOWN_USER, errors.NOT_AUTHORIZED), needs=Feature.FILES)
 async def file_send(ctx: ActionContext, user_name: str, file: str) -> None:
-    source = ctx.media.resolve(file, must_exist=True)
-    ctx.media.check_size(file, source)
-    await ctx.manager.deliveries.send_file(ctx.account, user_name, source)
+    with ctx.media.open(file) as source:
+        ctx.media.check_size(file, source)
+        await ctx.manager.deliveries.send_file(ctx.account, user_name, source)

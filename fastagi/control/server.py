@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import logging
 import os
 import socket
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,10 +199,7 @@ class ControlServer:
             elif request.kind == "buddy":
                 scripted.remote_buddy_request(request.user, request.account, request.text)
             else:
-                with tempfile.TemporaryDirectory() as folder:  # the gateway's own: a client's /tmp may not be
-                    source = Path(folder) / "received"
-                    source.write_bytes(request.data)
-                    await scripted.remote_file(request.user, request.account, request.file_name, source)
+                await scripted.remote_file(request.user, request.account, request.file_name, io.BytesIO(request.data))
         except SkypeError as exc:
             return self._scripted_result(exc, dict.fromkeys(returned, ""))
         log.info("admin: %s sends %s a %s", request.user, request.account, SENT[request.kind])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 from ..files import copy_incoming
+from ..media.paths import MediaFile
 from ..model import errors
 from ..model.calls import Call
 from ..model.errors import SkypeError
@@ -53,18 +55,20 @@ class Deliveries:
             self._bus.publish(SmsChanged(account, sms_id, number, status, price, currency))
         return sms_id
 
-    async def send_file(self, account: str, handle: str, source: Path) -> int:
+    async def send_file(self, account: str, handle: str, source: MediaFile) -> int:
         self._accounts.get(account)
         await self._network.check_user(account, handle)
         if self._contacts.is_blocked(account, handle):
             raise SkypeError(errors.NOT_AUTHORIZED, f"{handle} is blocked by {account}")
-        await self._network.send_file(account, handle, source.name, source)
-        transfer_id = self._store.add_transfer(account, handle, source.name, str(source), "COMPLETED", "outgoing")
-        self._bus.publish(FileTransferChanged(account, transfer_id, handle, source.name, "COMPLETED", "outgoing",
-                                              str(source)))
+        name = source.path.name
+        with open(source.fd, "rb", closefd=False) as data:
+            await self._network.send_file(account, handle, name, data)
+        transfer_id = self._store.add_transfer(account, handle, name, str(source.path), "COMPLETED", "outgoing")
+        self._bus.publish(FileTransferChanged(account, transfer_id, handle, name, "COMPLETED", "outgoing",
+                                              str(source.path)))
         return transfer_id
 
-    async def file_received(self, account: str, sender: str, file_name: str, source: Path) -> None:
+    async def file_received(self, account: str, sender: str, file_name: str, source: BinaryIO) -> None:
         """Keep a copy of a file `sender` sent, in the account's incoming folder (never overwriting)."""
         if self._contacts.is_blocked(account, sender):
             raise SkypeError(errors.NOT_AUTHORIZED, f"{account} does not accept files from {sender}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import BinaryIO
 
 from ..model.calls import CallEvent
 from .calls import Calls
@@ -43,7 +43,7 @@ class AccountEndpoint:
                         blocked: bool | None = None) -> None:
         self._contacts.contact_changed(self.account, handle, buddy=buddy, authorized=authorized, blocked=blocked)
 
-    async def file(self, sender: str, file_name: str, source: Path) -> None:
+    async def file(self, sender: str, file_name: str, source: BinaryIO) -> None:
         await self._deliveries.file_received(self.account, sender, file_name, source)
 
     def incoming_call(self, caller: str) -> int:

@@ -45,9 +45,9 @@ class CallMedia:
         """The account's side of a call (created on first use: a file set before the answer plays from the answer)."""
         return self._audio((account, call_id)).port
 
-    def record(self, account: str, call_id: int, path: Path, rate: int) -> WavRecorder:
-        """Record what the account hears on this call into a new WAV, until the call ends (or `stop_recording`)."""
-        recorder = WavRecorder(path, rate)
+    def record(self, account: str, call_id: int, path: Path, rate: int, fd: int | None = None) -> WavRecorder:
+        """Record what the account hears on this call into a new WAV (`path`, or the new file `fd`), until the call ends."""
+        recorder = WavRecorder(path, rate, fd=fd)
         audio = self._audio((account, call_id))
         audio.recorders.append(recorder)
         audio.port.add_sink(recorder)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 from ..model.audio import ENGINE_RATE
 from .callmedia import CallMedia
 from .engine import FRAME_SECONDS
+from .paths import CREATE_FLAGS, open_subfolder
 from .wav import WavPlayer, WavRecorder, load_wav
 
 log = logging.getLogger("fastagi.media")
@@ -58,10 +60,14 @@ class VoicemailBox:
 
     def record(self, account: str, call_id: int) -> Path:
         """Start recording the caller into a new file of the account's voicemail folder."""
-        folder = self._folder / account
-        folder.mkdir(mode=0o750, parents=True, exist_ok=True)
-        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-call{call_id}.wav"
-        self._recordings[(account, call_id)] = self._media.record(account, call_id, path, self._rate)
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-call{call_id}.wav"
+        path = self._folder / account / name
+        folder = open_subfolder(self._folder.parent, self._folder.name, account)  # media/voicemail/<account>
+        try:
+            fd = os.open(name, CREATE_FLAGS, 0o640, dir_fd=folder)  # never through a link swapped in
+        finally:
+            os.close(folder)
+        self._recordings[(account, call_id)] = self._media.record(account, call_id, path, self._rate, fd=fd)
         log.info("voicemail of %s: call %d recording into %s", account, call_id, path)
         return path
 

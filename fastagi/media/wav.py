@@ -195,9 +195,14 @@ def load_wav(path: Path) -> np.ndarray:
     except OSError as exc:
         raise _invalid(f"{path}: cannot open: {exc.strerror}") from None
     try:
-        data = _read_regular_file(path, fd)
+        return read_wav(fd, path)
     finally:
         os.close(fd)
+
+
+def read_wav(fd: int, path: Path) -> np.ndarray:
+    """`load_wav` of a file already open (`path` names it in errors); the caller closes `fd`."""
+    data = _read_regular_file(path, fd)
     try:
         return decode_wav(data)
     except MediaFileError as exc:
@@ -271,8 +276,11 @@ class WavRecorder:
     end between two ticks.
     """
 
-    def __init__(self, path: Path, rate: int = ENGINE_RATE, flush_frames: int = 25) -> None:
+    def __init__(self, path: Path, rate: int = ENGINE_RATE, flush_frames: int = 25, fd: int | None = None) -> None:
+        """Record into `path`, created here; or into `fd`, a new file created there (closed by the recorder)."""
         if rate not in RECORD_RATES:
+            if fd is not None:
+                os.close(fd)
             raise ValueError(f"record rate must be one of {RECORD_RATES}, not {rate}")
         self.path = path
         self.rate = rate
@@ -284,14 +292,15 @@ class WavRecorder:
         self._resampler = None
         if rate != ENGINE_RATE:
             self._resampler = soxr.ResampleStream(ENGINE_RATE, rate, 1, dtype="int16")
-        self._fd: int | None = os.open(
-            path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o640
-        )
+        self._fd: int | None = fd
+        if fd is None:
+            self._fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o640)
         try:
             os.write(self._fd, wav_header(rate, 0))
         except OSError:
             os.close(self._fd)
-            os.unlink(path)
+            if fd is None:  # a file created elsewhere is not unlinked by name: the name may lead elsewhere now
+                os.unlink(path)
             raise
 
     @property

@@ -12,7 +12,7 @@ says which features an account's network has before anything is tried.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from ..model.audio import AudioPort
 from ..model.calls import Call, CallEvent
@@ -49,8 +49,8 @@ class Endpoint(Protocol):
                         blocked: bool | None = None) -> None:
         """The network's own contact or block list says this of `handle` now (a live network keeps them)."""
 
-    async def file(self, sender: str, file_name: str, source: Path) -> None:
-        """`sender` sends a file; the endpoint stores its own copy (off the event loop)."""
+    async def file(self, sender: str, file_name: str, source: BinaryIO) -> None:
+        """`sender` sends a file (`source`, open to read); the endpoint stores its own copy (off the event loop)."""
 
     def incoming_call(self, caller: str) -> int:
         """A call arrives from `caller`; returns the local call id (SkypeError when refused)."""
@@ -129,7 +129,7 @@ class NetworkDriver(Protocol):
 
     async def send_sms(self, account: str, number: str, body: str) -> None: ...
 
-    async def send_file(self, account: str, handle: str, file_name: str, source: Path) -> None: ...
+    async def send_file(self, account: str, handle: str, file_name: str, source: BinaryIO) -> None: ...
 
     async def place_call(self, call: Call) -> None:
         """Route a call the manager has just created (status ROUTING)."""
@@ -158,5 +158,5 @@ class ScriptedUsers(Protocol):
     def remote_buddy_request(self, user: str, account: str, text: str) -> None:
         """`user` asks `account` to be a buddy."""
 
-    async def remote_file(self, user: str, account: str, file_name: str, source: Path) -> None:
-        """`user` sends `account` a copy of `source`, named `file_name` (copied once this returns)."""
+    async def remote_file(self, user: str, account: str, file_name: str, source: BinaryIO) -> None:
+        """`user` sends `account` what `source` holds, named `file_name` (copied once this returns)."""

@@ -19,7 +19,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from ..background import Background
 from ..files import copy_incoming
@@ -243,7 +243,7 @@ class EmbeddedNetwork:
         if len(body) > SMS_PART * SMS_MAX_PARTS:
             raise SkypeError(errors.CANNOT_SEND, f"SMS text longer than {SMS_PART * SMS_MAX_PARTS} characters")
 
-    async def send_file(self, account: str, handle: str, file_name: str, source: Path) -> None:
+    async def send_file(self, account: str, handle: str, file_name: str, source: BinaryIO) -> None:
         self._require(handle)
         endpoint = self._endpoints.get(handle)
         if endpoint is not None:
@@ -295,7 +295,7 @@ class EmbeddedNetwork:
     def remote_buddy_request(self, user: str, account: str, text: str) -> None:
         self._scripted(user, account)[1].auth_request(user, text)
 
-    async def remote_file(self, user: str, account: str, file_name: str, source: Path) -> None:
+    async def remote_file(self, user: str, account: str, file_name: str, source: BinaryIO) -> None:
         await self._scripted(user, account)[1].file(user, file_name, source)
 
     def _scripted(self, user: str, account: str) -> tuple[ScriptedUser, Endpoint]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from typing import BinaryIO
 
 from ..model.calls import Call, CallEvent
 from ..model.capabilities import Feature
@@ -71,7 +71,7 @@ class Networks:
     async def send_sms(self, account: str, number: str, body: str) -> None:
         await self._of[account].send_sms(account, number, body)
 
-    async def send_file(self, account: str, handle: str, file_name: str, source: Path) -> None:
+    async def send_file(self, account: str, handle: str, file_name: str, source: BinaryIO) -> None:
         await self._of[account].send_file(account, handle, file_name, source)
 
     async def place_call(self, call: Call) -> None:

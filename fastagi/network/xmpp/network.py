@@ -15,6 +15,7 @@ import logging
 import mimetypes
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -163,17 +164,16 @@ class XmppNetwork:
     async def send_sms(self, account: str, number: str, body: str) -> None:
         raise _no(account, Feature.SMS)
 
-    async def send_file(self, account: str, handle: str, file_name: str, source: Path) -> None:
+    async def send_file(self, account: str, handle: str, file_name: str, source: BinaryIO) -> None:
         """Upload the file to the account's server (XEP-0363), then send its link to `handle`."""
         connection = self._accounts[account]
         connection.require_online()
         jid = bare_jid(handle)
         content_type = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
         try:
-            with open(source, "rb") as data:
-                url = await asyncio.wait_for(connection.client.plugin["xep_0363"].upload_file(
-                    file_name, content_type=content_type, input_file=data, timeout=self._timing.timeout),
-                    self._timing.timeout * 3)
+            url = await asyncio.wait_for(connection.client.plugin["xep_0363"].upload_file(
+                file_name, content_type=content_type, input_file=source, timeout=self._timing.timeout),
+                self._timing.timeout * 3)
         except UploadServiceNotFound:
             raise _no(account, Feature.FILES) from None
         except FileTooBig as exc:
@@ -202,10 +202,10 @@ class XmppNetwork:
                 log.warning("XMPP account %s: the file %s from %s was not received: %s", account, name, sender,
                             exc or type(exc).__name__)
                 return
-            partial.flush()
+            partial.seek(0)
             log.info("XMPP account %s: received %s from %s (%d bytes)", account, name, sender, size)
             try:
-                await self._endpoints[account].file(sender, name, Path(partial.name))
+                await self._endpoints[account].file(sender, name, partial)
             except SkypeError as refused:
                 log.info("XMPP account %s: file from %s refused: %s", account, sender, refused.text)
 
