@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 from xml.etree import ElementTree
 
+import aiortc.rtp
+import av
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastagi.model.audio import ENGINE_RATE, FRAME_SAMPLES
 from fastagi.network.xmpp import jingle, sdp
 from fastagi.network.xmpp.mediaclient import MediaWorker
+from fastagi.network.xmpp.mediaworker import audio_level_dbov
 from fastagi.network.xmpp.telephone_event import decode_event
 
 
@@ -114,3 +119,15 @@ def test_two_calls_of_the_worker_carry_a_tone_and_digits(codecs: str) -> None:
             await worker.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 40))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([(8000, "mono"), (16000, "stereo"), (48000, "stereo")]), st.integers(0, 32767), st.integers(0, 2**32 - 1))
+def test_the_audio_level_is_aiortcs_own(kind: tuple[int, str], peak: int, seed: int) -> None:
+    """The worker's level of a frame to send is the number aiortc's own function gives, for any samples."""
+    rate, layout = kind
+    channels = 2 if layout == "stereo" else 1
+    samples = np.random.default_rng(seed).integers(-peak, peak, (1, rate // 50 * channels), endpoint=True, dtype=np.int16)
+    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout=layout)
+    frame.sample_rate = rate
+    assert audio_level_dbov(frame) == aiortc.rtp.compute_audio_level_dbov(frame)

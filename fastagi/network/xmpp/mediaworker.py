@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import sys
 from collections import deque
 from fractions import Fraction
 from typing import Any
 
+import aiortc.rtp
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -72,6 +74,19 @@ class GatewayTrack(MediaStreamTrack):
         frame.pts = self._pts
         self._pts += FRAME_SAMPLES
         return frame
+
+
+def audio_level_dbov(frame: av.AudioFrame) -> int:
+    """RFC 6465's level of a frame to send, as aiortc's `rtp.compute_audio_level_dbov` gives it, summed by numpy.
+
+    aiortc 1.16.0 sums the squares in a Python loop over every sample of every frame it
+    sends, on the worker's event loop (about 7 % of it at 20 calls); the same sum, over the
+    same buffer, here.
+    """
+    samples = np.frombuffer(frame.planes[0], np.int16)
+    energy = float(np.square(samples, dtype=np.int64).sum())
+    rms = (energy / (frame.samples * 32767 * 32767)) ** 0.5
+    return round(min(max(20 * math.log10(rms), -127), 0)) if rms > 0 else -127
 
 
 class Call:
@@ -317,6 +332,7 @@ async def serve(fd: int) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="mediaworker %(levelname)s %(name)s: %(message)s")
+    aiortc.rtp.compute_audio_level_dbov = audio_level_dbov  # the sender looks it up in `rtp` for every frame
     asyncio.run(serve(int(sys.argv[1])))
 
 
