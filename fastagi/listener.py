@@ -129,6 +129,11 @@ class Listener:
     def port(self) -> int:
         return int(self._sockets[0].getsockname()[1])
 
+    @property
+    def listening(self) -> bool:
+        """Between `serve` (or `listen`) and `close`."""
+        return bool(self._sockets)
+
     async def listen(self, host: str, port: int, backlog: int = 100) -> None:
         self.serve(await bound_sockets(host, port, backlog), backlog)
 

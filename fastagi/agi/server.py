@@ -47,7 +47,6 @@ class AgiServer:
         self.settings = settings
         self.handler = handler
         self._listener = Listener("AGI", lambda peer: _AgiProtocol(self, peer[0]), Permit(settings.permit), self.make_room)
-        self._started = False
         self._connections: set[_AgiProtocol] = set()
         self.environment_deadlines: Deadlines[_AgiProtocol] = Deadlines(
             settings.environment_timeout, lambda connection: connection.environment_late()
@@ -74,14 +73,12 @@ class AgiServer:
     async def start(self) -> None:
         warn_if_short_of_descriptors(self.settings.max_connections)
         await self._listener.listen(self.settings.bind, self.settings.port, backlog=1024)
-        self._started = True
         log.info("FastAGI listening on %s:%d", self.settings.bind, self.port)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, drop peers still sending an environment, let sessions finish for up to `grace` seconds."""
-        if not self._started:
+        if not self._listener.listening:
             return
-        self._started = False
         self._listener.close()
         tasks = set()
         for connection in list(self._connections):

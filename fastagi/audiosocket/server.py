@@ -231,7 +231,6 @@ class AudioSocketServer:
         self._close_grace = close_grace
         self._media = media
         self._listener = Listener("AudioSocket", lambda peer: _Session(self, peer), Permit(permit))
-        self._listening = False
         self._lanes = Lanes()
         self._poller: SocketPoller | None = None
         if clock is not None:
@@ -263,15 +262,13 @@ class AudioSocketServer:
     async def start(self) -> None:
         self._lanes.at(Kind.AUDIO_8K)  # every AudioSocket() call needs it: built now, not mid-call
         await self._listener.listen(self._bind, self.port)
-        self._listening = True
         self.port = self._listener.port
         log.info("AudioSocket server listening on %s:%d", self._bind, self.port)
 
     async def stop(self) -> None:
         """Stop listening and end every connection as `close()` does."""
-        if not self._listening:
+        if not self._listener.listening:
             return
-        self._listening = False
         self._listener.close()
         handlers = dict(self._handlers)
         for conn in handlers.values():
