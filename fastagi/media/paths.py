@@ -187,8 +187,7 @@ class _Walk:
             os.close(self._open.pop())
 
     def _enter_root(self, root: _Root) -> list[Path]:
-        while self._open:
-            os.close(self._open.pop())
+        self.__exit__()
         try:
             self._open.append(os.open(root.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         except OSError as exc:
@@ -197,7 +196,7 @@ class _Walk:
 
     def _walk(self, root: _Root, parts: list[str]) -> _Found:
         folders = self._enter_root(root)
-        pending = [p for p in parts if p not in ("", ".")]
+        pending = _components(parts)
         links = 0
         through_link = False
         while pending:
@@ -225,9 +224,9 @@ class _Walk:
                 if target.is_absolute():
                     root, rest = self._root_of(target, f"{self.name} leads outside the media folder")
                     folders = self._enter_root(root)
-                    pending = [p for p in rest if p not in ("", ".")] + pending
+                    pending = _components(rest) + pending
                 else:
-                    pending = [p for p in target.parts if p not in ("", ".")] + pending
+                    pending = _components(target.parts) + pending
                 continue
             if last:
                 return _Found(self._open[-1], part, info, folders[-1] / part, through_link)
@@ -242,6 +241,11 @@ class _Walk:
                 raise MediaFileError(INVALID, f"{self.name}: cannot open {part}: {exc.strerror}") from None
             folders.append(folders[-1] / part)
         return _Found(self._open[-1], ".", os.fstat(self._open[-1]), folders[-1], through_link)  # a folder itself
+
+
+def _components(parts: Sequence[str]) -> list[str]:
+    """The parts of a path that name something (not "" or ".")."""
+    return [part for part in parts if part not in ("", ".")]
 
 
 def _checked_name(name: str) -> PurePath:
