@@ -125,8 +125,9 @@ class Store:
         self._migrate()
         self._contacts: dict[tuple[str, str], Contact] = {}
         self._open_chats: dict[tuple[str, str], str | None] = {}
-        self._chats_open: set[tuple[str, str]] = set()
-        """(account, chat) written open by `add_message` and not left since."""
+        self._open_chat_rows: set[tuple[str, str]] = set()
+        """(account, chat) whose chats row `add_message` wrote open and no leave closed since (`_open_chats` is another
+        thing: the newest open chat per partner)."""
         self._balances: dict[str, tuple[int, str]] = {
             row["name"]: (row["balance"], row["currency"]) for row in self._rows("SELECT * FROM accounts")
         }
@@ -245,7 +246,7 @@ class Store:
     def leave_chat(self, account: str, name: str) -> bool:
         for key in [key for key, open_chat in self._open_chats.items() if key[0] == account and open_chat == name]:
             del self._open_chats[key]
-        self._chats_open.discard((account, name))
+        self._open_chat_rows.discard((account, name))
         return self._write(
             "UPDATE chats SET left_at = ? WHERE account = ? AND name = ? AND left_at IS NULL", (time.time(), account, name)
         ).rowcount > 0
@@ -262,7 +263,7 @@ class Store:
         """
         now = time.time()
         row = (account, chat, sender, body, direction, now, network_id)
-        if (account, chat) in self._chats_open:  # the chat's row needs no write: one statement, no transaction
+        if (account, chat) in self._open_chat_rows:  # the chat's row needs no write: one statement, no transaction
             cur = self._db.execute(INSERT_MESSAGE, row)
             return int(cur.lastrowid or 0) if cur.rowcount else None
         self._db.execute("BEGIN IMMEDIATE")  # autocommit connection: the two writes are one transaction here
@@ -280,7 +281,7 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._chats_open.add((account, chat))
+        self._open_chat_rows.add((account, chat))
         if self._open_chats.get((account, partner), "") != chat:  # the newest open chat may have changed
             self._open_chats.pop((account, partner), None)
         return int(cur.lastrowid or 0)
