@@ -135,7 +135,9 @@ def test_silent_connections_are_closed_to_let_a_session_in(tmp_path: Path, event
     assert listener_warnings(text) == [f"WARNING fastagi.listener: {SHORT}", exhausted("AGI")]
     _, closed = episode_end("AGI", text)
     made_room = text.count("sent no complete environment and was closed to make room: out of file descriptors")
-    assert closed == made_room and FLOOD - LIMIT < closed < FLOOD, (closed, made_room)
+    # more than the descriptors could hold; all of the flood when the last batch of 64 finds every remaining one silent
+    # for long enough (the normal session, answered above, was not among them)
+    assert closed == made_room and FLOOD - LIMIT < closed <= FLOOD, (closed, made_room)
     assert "Traceback" not in text and " ERROR " not in text, text[:3000]
 
 
