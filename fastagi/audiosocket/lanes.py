@@ -21,7 +21,7 @@ import numpy as np
 from ..model.audio import ENGINE_RATE, FRAME_MS, SILENCE
 from .jitter import JitterBuffer
 from .protocol import AUDIO_RATES, HEADER, Kind, audio_header, pcm_bytes
-from .resample import Resampler
+from ..resample import Resampler
 
 
 class Member(Protocol):

@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 import av
 import numpy as np
 
-from ...audiosocket.resample import Resampler
+from ...resample import Resampler
 from ...model.audio import ENGINE_RATE, FRAME_MS
 
 FRAMES_PER_SECOND = 1000 // FRAME_MS
