@@ -16,6 +16,11 @@ core. Measured in the same run, for each N:
   pipe, no XMPP), counting the echoed frames that never came: the same media work
   without the gateway.
 
+Every echo peer, on either side, is a whole aiortc endpoint: it decrypts, decodes each
+frame and encodes it again to send it back. For each side, the CPU of its echo peers'
+process and of the whole load core while it is measured say whether the echo side kept
+up (late frames of an echo side short of CPU would not be the gateway's).
+
 Both sides talk `--codec` (PCMU by default; opus costs both ends several times more).
 
     python -m bench.jingle [--calls 1 10 20] [--seconds 10] [--codec PCMU|opus]
@@ -38,7 +43,8 @@ import numpy as np
 
 from .agi_load import one_session
 from .harness import (
-    LOAD_CPU, SERVER_CPU, Server, free_port, gateway_config, machine, percentile, pin, process_cpu_seconds,
+    LOAD_CPU, SERVER_CPU, Server, core_busy_seconds, free_port, gateway_config, machine, percentile, pin,
+    process_cpu_seconds,
 )
 from .xmpp import XMPP_ACCOUNT, throwaway_prosody
 
@@ -138,9 +144,9 @@ async def gateway_calls(server: Prosody, calls: int, seconds: float, codec: str)
             await action(port, f"call-set-input-file?account=alice&call-id={call}&file-name=tone.wav")
             await action(port, f"call-set-output-file?account=alice&call-id={call}&file-name=heard{i}.wav")
         await asyncio.sleep(SETTLE)
-        cpu, until = gateway_cpu(gateway), time.perf_counter() + seconds
+        cpu, load, until = gateway_cpu(gateway), LoadSide(peers.process.pid), time.perf_counter() + seconds
         round_trips, lags = await asyncio.gather(agi_round_trips(port, until), loop_lags(metrics, until))
-        cpu = gateway_cpu(gateway) - cpu
+        cpu, load = gateway_cpu(gateway) - cpu, load.since()
         for call in ids:
             await action(port, f"call-hangup?account=alice&call-id={call}")
         await asyncio.sleep(0.5)
@@ -151,7 +157,24 @@ async def gateway_calls(server: Prosody, calls: int, seconds: float, codec: str)
     counted = [silent_frames(folder / f"heard{i}.wav", SETTLE - 0.5, seconds) for i in range(calls)]
     silent, frames = sum(s for s, _ in counted), sum(f for _, f in counted)
     return {"cpu": cpu / seconds / calls, "late": silent / max(frames, 1), "lag": max(lags),
-            "agi_p50": percentile(round_trips, 0.5), "agi_p99": percentile(round_trips, 0.99)}
+            "agi_p50": percentile(round_trips, 0.5), "agi_p99": percentile(round_trips, 0.99),
+            "peers": load[0] / seconds, "load_core": load[1] / seconds}
+
+
+class LoadSide:
+    """CPU seconds of the echo peers' process, and of the whole load core, from now on."""
+
+    def __init__(self, peers: int) -> None:
+        self._peers = peers
+        self._start = self._now()
+
+    def since(self) -> tuple[float, float]:
+        """(the peers' CPU seconds, the load core's busy seconds) since this was made."""
+        now = self._now()
+        return now[0] - self._start[0], now[1] - self._start[1]
+
+    def _now(self) -> tuple[float, float]:
+        return process_cpu_seconds(self._peers), core_busy_seconds(LOAD_CPU)
 
 
 # -- the peers, on the load core ---------------------------------------------------------------------
@@ -246,11 +269,13 @@ async def bare_callers(calls: int, seconds: float, codec: str, pipe: Any) -> dic
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         connections.append(pc)
     await asyncio.sleep(SETTLE)
+    pipe.send("counting")
     counting = True
     cpu = time.process_time()
     await asyncio.sleep(seconds)
     cpu = time.process_time() - cpu
     counting = False
+    pipe.send("counted")
     for pc in connections:
         await pc.close()
     expected = calls * seconds / 0.02
@@ -268,11 +293,15 @@ def bare_pair(calls: int, seconds: float, codec: str) -> dict[str, float]:
     for _ in range(calls):  # relay each offer and its answer
         echoes.send(callers.recv())
         callers.send(echoes.recv())
+    assert callers.recv() == "counting"
+    load = LoadSide(echo_side.pid)
+    assert callers.recv() == "counted"
+    peers, load_core = load.since()
     result = callers.recv()
     echoes.send("stop")
     for process in (caller_side, echo_side):
         process.join(10)
-    return result
+    return result | {"peers": peers / seconds, "load_core": load_core / seconds}
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -280,13 +309,20 @@ async def run(args: argparse.Namespace) -> None:
         print(f"{machine()}; the gateway's media worker and the baseline's callers on core {SERVER_CPU}, Prosody and "
               f"the echo peers on core {LOAD_CPU}; {args.codec}, {args.seconds:g} s per step")
         print(f"{'calls':>5}  {'gw %core/call':>13}  {'late/missing':>12}  {'loop lag max ms':>15}  "
-              f"{'AGI p50/p99 ms':>14}  {'bare %core/call':>15}  {'missing':>7}  {'calls/core ratio':>16}")
+              f"{'AGI p50/p99 ms':>14}  {'peers/load core %':>17}  {'bare %core/call':>15}  {'missing':>7}  "
+              f"{'peers/load core %':>17}  {'calls/core ratio':>16}")
         for calls in args.calls:
             gw = await gateway_calls(server, calls, args.seconds, args.codec)
             bare = bare_pair(calls, args.seconds, args.codec)
             print(f"{calls:>5}  {gw['cpu'] * 100:>13.2f}  {gw['late'] * 100:>11.2f}%  {gw['lag'] * 1000:>15.1f}  "
-                  f"{gw['agi_p50'] * 1000:>6.1f}/{gw['agi_p99'] * 1000:<7.1f}  {bare['cpu'] * 100:>15.2f}  "
-                  f"{bare['missing'] * 100:>6.2f}%  {bare['cpu'] / gw['cpu']:>16.2f}")
+                  f"{gw['agi_p50'] * 1000:>6.1f}/{gw['agi_p99'] * 1000:<7.1f}  {load_side(gw):>17}  "
+                  f"{bare['cpu'] * 100:>15.2f}  {bare['missing'] * 100:>6.2f}%  {load_side(bare):>17}  "
+                  f"{bare['cpu'] / gw['cpu']:>16.2f}")
+
+
+def load_side(row: dict[str, float]) -> str:
+    """The echo peers' CPU and the whole load core's, in % of a core: whether the echo side kept up."""
+    return f"{row['peers'] * 100:.0f}/{row['load_core'] * 100:.0f}"
 
 
 def main() -> None:

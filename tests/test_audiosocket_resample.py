@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastagi.audiosocket.resample import Resampler
+from fastagi.resample import Resampler
 
 
 def tone(freq: float, rate: int, seconds: float, amplitude: float = 8000.0) -> np.ndarray:

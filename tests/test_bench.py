@@ -87,8 +87,10 @@ def test_xmpp_bench_sends_through_prosody_and_every_peer_message_arrives(prosody
 def test_jingle_bench_runs_echo_calls_through_the_gateway_and_the_bare_pair(prosody):  # type: ignore[no-untyped-def]
     output = bench("bench.jingle", "--calls", "2", "--seconds", "1")
     [row] = [line.split() for line in output.splitlines() if re.match(r"^\s+2\s+\d", line)]
-    gateway_cpu, late, bare_cpu = float(row[1]), float(row[2].rstrip("%")), float(row[5])
+    gateway_cpu, late, bare_cpu = float(row[1]), float(row[2].rstrip("%")), float(row[6])
     assert gateway_cpu > 0 and bare_cpu > 0 and late < 50, output  # the echo came back through both
+    echo_sides = [[int(cpu) for cpu in column.split("/")] for column in (row[5], row[8])]
+    assert all(peers > 0 for peers, _ in echo_sides), output  # each side's echo peers' CPU and its load core's
 
 
 def test_no_benchmark_gateway_listens_on_this_machine_s_defaults(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The package's layers, read from its imports with `ast`.
 
 - the domain model (`fastagi.model`) imports nothing else of the package;
-- a network driver (`fastagi.network`) reaches the rest only through the model: never the
-  account manager, media, AMI, AudioSocket, actions, control or the assembly;
+- a network driver (`fastagi.network`) reaches the rest only through the model and the
+  shared helpers (`background`, `files`, `resample`): never the account manager, media,
+  AMI, AudioSocket, actions, control or the assembly;
 - only the gateway's assembly (`fastagi.app`) names the embedded network;
 - no import circle, of any length.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "fastagi"
-DRIVER_MAY_USE = ("fastagi.model", "fastagi.network", "fastagi.background", "fastagi.files")
+DRIVER_MAY_USE = ("fastagi.model", "fastagi.network", "fastagi.background", "fastagi.files", "fastagi.resample")
 ASSEMBLY = "fastagi.app"
 
 

@@ -6,17 +6,12 @@ from __future__ import annotations
 import asyncio
 from xml.etree import ElementTree
 
-import aiortc.rtp
-import av
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from fastagi.model.audio import ENGINE_RATE, FRAME_SAMPLES
 from fastagi.network.xmpp import jingle, sdp
 from fastagi.network.xmpp.mediaclient import MediaWorker
-from fastagi.network.xmpp.mediaworker import audio_level_dbov
 from fastagi.network.xmpp.telephone_event import decode_event
 
 
@@ -42,6 +37,14 @@ def level_at(pcm: bytes, freq: float) -> tuple[float, float]:
     dominant = float(np.argmax(spectrum)) * ENGINE_RATE / len(samples)
     rms = float(np.sqrt(np.mean(samples ** 2))) or 1e-9
     return dominant, 20 * np.log10(rms / 32768)
+
+
+async def engine_tick(worker: MediaWorker, *calls: int) -> None:
+    """A tick of silence into each call, as the gateway's media engine gives one every 20 ms: the worker sends
+    at that pace."""
+    for call in calls:
+        worker.port(call).push(bytes(2 * FRAME_SAMPLES))
+    await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("codecs", ["opus", "PCMU"])
@@ -93,13 +96,12 @@ def test_two_calls_of_the_worker_carry_a_tone_and_digits(codecs: str) -> None:
             worker.dtmf(a, "1#")
             worker.dtmf(b, "9")
             for _ in range(100):
-                worker.port(a).push(bytes(2 * FRAME_SAMPLES))
-                worker.port(b).push(bytes(2 * FRAME_SAMPLES))
+                await engine_tick(worker, a, b)
                 if digits["b"] == ["1", "#"] and digits["a"] == ["9"]:
                     break
-                await asyncio.sleep(0.02)
             assert (digits["b"], digits["a"]) == (["1", "#"], ["9"])
-            await asyncio.sleep(0.3)
+            for _ in range(15):  # the engine's clock goes on: the end packets go out with its frames
+                await engine_tick(worker, a, b)
             train = [(p["marker"], p["timestamp"], decode_event(bytes.fromhex(p["payload"]))) for p in packets]
             rate = 48000 if codecs == "opus" else 8000
             step = rate // 50
@@ -119,15 +121,3 @@ def test_two_calls_of_the_worker_carry_a_tone_and_digits(codecs: str) -> None:
             await worker.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 40))
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.sampled_from([(8000, "mono"), (16000, "stereo"), (48000, "stereo")]), st.integers(0, 32767), st.integers(0, 2**32 - 1))
-def test_the_audio_level_is_aiortcs_own(kind: tuple[int, str], peak: int, seed: int) -> None:
-    """The worker's level of a frame to send is the number aiortc's own function gives, for any samples."""
-    rate, layout = kind
-    channels = 2 if layout == "stereo" else 1
-    samples = np.random.default_rng(seed).integers(-peak, peak, (1, rate // 50 * channels), endpoint=True, dtype=np.int16)
-    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout=layout)
-    frame.sample_rate = rate
-    assert audio_level_dbov(frame) == aiortc.rtp.compute_audio_level_dbov(frame)

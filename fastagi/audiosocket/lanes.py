@@ -21,7 +21,7 @@ import numpy as np
 from ..model.audio import ENGINE_RATE, FRAME_MS, SILENCE
 from .jitter import JitterBuffer
 from .protocol import AUDIO_RATES, HEADER, Kind, audio_header, pcm_bytes
-from .resample import Resampler
+from ..resample import Resampler
 
 SENDS_PER_STEP = 32
 """Messages sent between two points where the engine may hand the loop back."""

@@ -3,8 +3,9 @@
 The gateway starts it (`python -m fastagi.network.xmpp.mediaworker FD`) and talks to it
 over a socket (`mediawire`): per call, it makes an offer or an answer with aiortc, takes
 the other side's description and candidates, and moves audio as 20 ms frames of 16 kHz
-mono PCM both ways. What aiortc has not: RFC 4733 telephone-events, sent and received
-here on the call's RTP stream (`telephone_event`). Keeping this work out of the gateway's
+mono PCM both ways, encoded and decoded here (`rtpaudio`) while aiortc does ICE, DTLS,
+SRTP and RTP. What aiortc has not: RFC 4733 telephone-events, sent and received here on
+the call's RTP stream (`telephone_event`). Keeping this work out of the gateway's
 process keeps the 20 ms media clock and the FastAGI sessions off its CPU.
 """
 
@@ -12,88 +13,85 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import socket
 import sys
 from collections import deque
 from fractions import Fraction
 from typing import Any
 
-import aiortc.rtp
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
-from . import mediawire, sdp
+from ...model.audio import ENGINE_RATE
+from . import mediawire, rtpaudio, sdp
 from .batching import BatchedWriter
 from .telephone_event import Receiver, Rtp, Sender, Timing, decode_rtp, encode_rtp
 
 log = logging.getLogger("fastagi.mediaworker")
 
-RATE = 16000
-FRAME_SAMPLES = RATE // 50
-FRAME_BYTES = FRAME_SAMPLES * 2
-SILENCE = bytes(FRAME_BYTES)
+HEARD_EVERY = 0.01
+"""Seconds the frames the calls hear are gathered before going to the gateway together: the calls' packets come
+at their own moments, and a write for each (and a wake-up of the gateway) cost more than all else per frame."""
 
 
 class GatewayTrack(MediaStreamTrack):
-    """What the call sends: the frames the gateway's media engine gives, one every 20 ms on a clock of its own.
+    """What the call sends: each frame the gateway's media engine gives, already encoded, as soon as it comes.
 
-    A frame that is late is replaced by silence; frames that pile up are dropped, oldest
-    first, so the delay stays bounded whatever the two clocks do.
+    The engine's clock paces the call, so the worker keeps no timer per call. Frames that
+    pile up while the sender is held up are dropped, oldest first, so the delay stays
+    bounded. The frames go as `av.Packet`s: aiortc then only packetizes them (its
+    encoders would take each through a thread pool).
     """
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
-        self._frames: deque[bytes] = deque(maxlen=3)
+        self._packets: deque[av.Packet] = deque(maxlen=3)
+        self._waiter: asyncio.Future[None] | None = None
         self._pts = 0
-        self._start: float | None = None
+        self._time_base = Fraction(1, 8000)
+        self._step = 160
 
-    def put(self, pcm: bytes) -> None:
-        self._frames.append(pcm)
+    def clock(self, rate: int) -> None:
+        """The codec's RTP clock rate, which the packets' timestamps count."""
+        self._time_base, self._step = Fraction(1, rate), rate // rtpaudio.FRAMES_PER_SECOND
 
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        due = self._start + self._pts / RATE
-        await asyncio.sleep(max(0.0, due - loop.time()))
-        pcm = self._frames.popleft() if self._frames else SILENCE
-        mono = np.frombuffer(pcm, np.int16)
-        # stereo: aiortc's Opus encoder upmixes mono with av, which takes 3 dB off; G.711's downmix averages
-        stereo = np.repeat(mono, 2).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
-        frame.sample_rate = RATE
-        frame.time_base = Fraction(1, RATE)
-        frame.pts = self._pts
-        self._pts += FRAME_SAMPLES
-        return frame
+    def deliver(self, payload: bytes) -> None:
+        packet = av.Packet(payload)
+        packet.pts, packet.time_base = self._pts, self._time_base
+        self._pts += self._step
+        self._packets.append(packet)
+        self._wake()
 
+    async def recv(self) -> av.Packet:
+        while not self._packets:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._packets.popleft()
 
-def audio_level_dbov(frame: av.AudioFrame) -> int:
-    """RFC 6465's level of a frame to send, as aiortc's `rtp.compute_audio_level_dbov` gives it, summed by numpy.
+    def stop(self) -> None:
+        super().stop()
+        self._wake()
 
-    aiortc 1.16.0 sums the squares in a Python loop over every sample of every frame it
-    sends, on the worker's event loop (about 7 % of it at 20 calls); the same sum, over the
-    same buffer, here.
-    """
-    samples = np.frombuffer(frame.planes[0], np.int16)
-    energy = float(np.square(samples, dtype=np.int64).sum())
-    rms = (energy / (frame.samples * 32767 * 32767)) ** 0.5
-    return round(min(max(20 * math.log10(rms), -127), 0)) if rms > 0 else -127
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class Call:
     """One call's peer connection, its two audio directions and its telephone-events."""
 
-    def __init__(self, number: int, worker: Worker, ice_servers: list[dict[str, Any]], timeout: float) -> None:
+    def __init__(self, number: int, slot: int, worker: Worker, ice_servers: list[dict[str, Any]],
+                 timeout: float) -> None:
         self.number = number
+        self.slot = slot
+        """Its place in the worker's rate conversions."""
         self.worker = worker
         self.timeout = timeout
         """Seconds the media has to come up, and then the longest the other side may send nothing."""
@@ -103,8 +101,9 @@ class Call:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self.track = GatewayTrack()
         self.pc.addTrack(self.track)
-        self.pc.on("track", self._track)
         self.pc.on("connectionstatechange", self._state)
+        self.codec: rtpaudio.Codec | None = None  # what it sends: the answer's first codec spoken here
+        self.inbound: dict[int, rtpaudio.Inbound] = {}  # what it receives, by payload type
         self.dtmf_out = Sender()
         self.dtmf_in = Receiver()
         self.event_pt: int | None = None  # telephone-event payload type the other side takes
@@ -121,12 +120,12 @@ class Call:
     async def answer(self, offer: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        self._learn_events(offer, self.pc.localDescription.sdp)
+        self._learn_codecs(offer, self.pc.localDescription.sdp)
         return self.pc.localDescription.sdp
 
     async def accepted(self, answer: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-        self._learn_events(answer, answer)
+        self._learn_codecs(answer, answer)
 
     async def add_candidates(self, lines: list[str]) -> None:
         for line in lines:
@@ -134,13 +133,17 @@ class Call:
             candidate.sdpMid = self.pc.getTransceivers()[0].mid
             await self.pc.addIceCandidate(candidate)
 
-    def _learn_events(self, remote: str, answer: str) -> None:
-        """The other side's telephone-event payload types, and the one to send: at the clock rate of the codec
-        the answer chose (its first one aiortc speaks)."""
+    def _learn_codecs(self, remote: str, answer: str) -> None:
+        """The codecs of the answer (the first one spoken here is the one sent, as aiortc chooses), and the other
+        side's telephone-event payload types, with the one to send: at the clock rate of the codec sent."""
+        spoken = [c for c in sdp.parse(answer).audio.codecs if c.name.lower() in rtpaudio.CODECS]
+        self.inbound = {c.pt: rtpaudio.Inbound(rtpaudio.codec(c.name)) for c in spoken}
+        if spoken:
+            self.codec = rtpaudio.codec(spoken[0].name)
+            self.track.clock(self.codec.clock_rate)
         events = [c for c in sdp.parse(remote).audio.codecs if c.name.lower() == "telephone-event"]
         self.event_pts = {c.pt for c in events}
-        known = {"opus": 48000, "pcmu": 8000, "pcma": 8000}
-        rate = next((known[c.name.lower()] for c in sdp.parse(answer).audio.codecs if c.name.lower() in known), 8000)
+        rate = self.codec.clock_rate if self.codec is not None else 8000
         match = [c for c in events if c.clockrate == rate]
         if match:
             self.event_pt = match[0].pt
@@ -165,26 +168,9 @@ class Call:
                   else f"the media connection did not come up within {self.timeout:g} s")
         self.worker.send({"op": "state", "call": self.number, "state": "failed", "reason": reason})
 
-    def _track(self, track: MediaStreamTrack) -> None:
-        self._tasks.append(asyncio.ensure_future(self._receive(track)))
-
-    async def _receive(self, track: MediaStreamTrack) -> None:
-        """What the other side says, as 20 ms frames at 16 kHz mono to the gateway."""
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-        pending = bytearray()
-        try:
-            while True:
-                frame = await track.recv()
-                for converted in resampler.resample(frame):
-                    pending += converted.to_ndarray().tobytes()
-                while len(pending) >= FRAME_BYTES:
-                    self.worker.audio(self.number, bytes(pending[:FRAME_BYTES]))
-                    del pending[:FRAME_BYTES]
-        except MediaStreamError:
-            pass
-
     def _hook_rtp(self) -> None:
-        """Puts telephone-events on the outgoing RTP stream and takes them from the incoming one.
+        """Puts telephone-events on the outgoing RTP stream, and takes the incoming one: its events, and its
+        audio, decoded here (`rtpaudio`) instead of by aiortc's receiver.
 
         Every outgoing packet passes here before SRTP: the sequence numbers are set here
         for the audio and the events alike, so both share one numbering.
@@ -211,10 +197,13 @@ class Call:
         transport._send_rtp = send  # aiortc has no telephone-event: its RTP goes through this hook
         self._hook_arrivals(transport)
         receiver = transceiver.receiver
-        handle = receiver._handle_rtp_packet
 
         async def receive(packet: Any, arrival_time_ms: int) -> None:
-            if packet.payload_type in self.event_pts:
+            inbound = self.inbound.get(packet.payload_type)
+            if inbound is not None:
+                for frame in inbound.packet(packet.sequence_number, packet.payload):
+                    self.worker.heard(self, inbound.codec.decode_rate, frame)
+            elif packet.payload_type in self.event_pts:
                 rtp = Rtp(packet.payload_type, packet.sequence_number, packet.timestamp, packet.ssrc,
                           bool(packet.marker), bytes(packet.payload))
                 if self.trace:
@@ -224,10 +213,10 @@ class Call:
                 digit = self.dtmf_in.receive(rtp)
                 if digit is not None:
                     self.worker.send({"op": "dtmf", "call": self.number, "digit": digit})
-                return
-            await handle(packet, arrival_time_ms=arrival_time_ms)
 
-        receiver._handle_rtp_packet = receive  # the same for received telephone-events
+        # aiortc has no telephone-event, and its receiver decodes in a thread of its own (a hop per frame); its
+        # jitter buffer and receiver reports are left out with it (the gateway's CallPort buffers)
+        receiver._handle_rtp_packet = receive
         # aiortc's router drops a payload type no codec of the receiver has: these are the receiver's too
         transport._rtp_router.register_receiver(receiver, ssrcs=[], payload_types=sorted(self.event_pts))
 
@@ -254,7 +243,12 @@ class Call:
 
 
 class Worker(asyncio.Protocol):
-    """The gateway's link: control messages run the calls, audio frames go to each call's track."""
+    """The gateway's link: control messages run the calls, audio frames go to and come from each call.
+
+    The frames of a tick of the gateway's engine come in one read, and are converted and
+    encoded together (`say`); the frames the calls hear in one turn of the loop are
+    converted together and go to the gateway in one write (`heard`).
+    """
 
     def __init__(self, done: asyncio.Future[None]) -> None:
         self.done = done
@@ -262,6 +256,10 @@ class Worker(asyncio.Protocol):
         self.calls: dict[int, Call] = {}
         self.transport: asyncio.Transport | None = None
         self._writer = BatchedWriter()
+        self._rates = rtpaudio.Rates()
+        self._slots = 0  # slots ever taken
+        self._free_slots: list[int] = []
+        self._heard: list[tuple[Call, int, np.ndarray]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = self._writer.transport = transport  # type: ignore[assignment]
@@ -273,13 +271,13 @@ class Worker(asyncio.Protocol):
             log.exception("the gateway sent what is not the media protocol")
             self.transport.close()  # type: ignore[union-attr]
             return
+        frames = []
         for message in messages:
             if isinstance(message, mediawire.Audio):
-                call = self.calls.get(message.call)
-                if call is not None:
-                    call.track.put(message.pcm)
+                frames.append(message)
             else:
                 asyncio.ensure_future(self._control(message))
+        self.say(frames)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
@@ -288,15 +286,41 @@ class Worker(asyncio.Protocol):
     def send(self, message: dict[str, Any]) -> None:
         self._writer.write(mediawire.control(message))
 
-    def audio(self, call: int, pcm: bytes) -> None:
-        self._writer.write(mediawire.audio(call, pcm))
+    def say(self, frames: list[mediawire.Audio]) -> None:
+        """Frames from the gateway (a tick's, one per call; more if this side fell behind): each encoded and
+        handed to its call's sender."""
+        calls = [(self.calls.get(frame.call), frame.pcm) for frame in frames]
+        sending = [(call, call.codec, pcm) for call, pcm in calls if call is not None and call.codec is not None]
+        converted = self._rates.convert([(call.slot, ENGINE_RATE, codec.encode_rate, np.frombuffer(pcm, np.int16))
+                                         for call, codec, pcm in sending])
+        for (call, codec, _), pcm in zip(sending, converted):
+            call.track.deliver(codec.encode(pcm))
 
+    def heard(self, call: Call, rate: int, pcm: np.ndarray) -> None:
+        """A frame the call heard, at `rate`: to the gateway within `HEARD_EVERY`, with the others heard meanwhile."""
+        if not self._heard:
+            asyncio.get_running_loop().call_later(HEARD_EVERY, self._send_heard)
+        self._heard.append((call, rate, pcm))
+
+    def _send_heard(self) -> None:
+        heard, self._heard = [entry for entry in self._heard if self.calls.get(entry[0].number) is entry[0]], []
+        converted = self._rates.convert([(call.slot, rate, ENGINE_RATE, pcm) for call, rate, pcm in heard])
+        for (call, _, _), pcm in zip(heard, converted):
+            self._writer.write(mediawire.audio(call.number, pcm.tobytes()))
+
+    def _slot(self) -> int:
+        """A slot no open call has (in the rate conversions)."""
+        if not self._free_slots:
+            self._free_slots.append(self._slots)
+            self._slots += 1
+        return self._free_slots.pop()
 
     async def _control(self, message: dict[str, Any]) -> None:
         op, number = message["op"], int(message.get("call", 0))
         try:
             if op == "open":
-                call = self.calls[number] = Call(number, self, message.get("ice", []), float(message["timeout"]))
+                call = self.calls[number] = Call(number, self._slot(), self, message.get("ice", []),
+                                                 float(message["timeout"]))
                 offer = message.get("offer")
                 if offer:
                     self.send({"op": "answer", "call": number, "sdp": await call.answer(offer)})
@@ -313,6 +337,8 @@ class Worker(asyncio.Protocol):
             elif op == "close":
                 call = self.calls.pop(number, None)
                 if call is not None:
+                    self._rates.release(call.slot)
+                    self._free_slots.append(call.slot)
                     await call.close()
                 self.send({"op": "state", "call": number, "state": "closed"})
         except Exception as exc:  # noqa: BLE001 - one call's failure is reported, the others go on
@@ -332,7 +358,6 @@ async def serve(fd: int) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="mediaworker %(levelname)s %(name)s: %(message)s")
-    aiortc.rtp.compute_audio_level_dbov = audio_level_dbov  # the sender looks it up in `rtp` for every frame
     asyncio.run(serve(int(sys.argv[1])))
 
 
