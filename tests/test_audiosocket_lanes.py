@@ -108,6 +108,26 @@ def test_a_slot_left_and_taken_again_while_sending_gets_nothing_of_the_last_call
     assert newcomer.messages == []
 
 
+@pytest.mark.parametrize("kind", [Kind.AUDIO_8K, Kind.AUDIO_16K])
+def test_a_connection_that_joins_during_a_tick_says_nothing_in_it(kind: Kind) -> None:
+    """The engine may hand the loop back between the lanes' reading and the rooms: a newcomer, in the slot of a
+    call that just left or in a new one, is read as silence in that tick, never as the call before it."""
+    lane = Lane(kind)
+    rate = 8000 if kind == Kind.AUDIO_8K else 16000
+    loud = frames(tone(440, rate, 0.02), rate)[0]
+    members = [Member(lane) for _ in range(3)]
+    for member in members:
+        member.buffer.put(loud)
+    lane.begin_tick()
+    assert lane.said is not None and lane.said[members[1].slot] != SILENCE
+    lane.leave(members[1].slot)
+    newcomer, another = Member(lane), Member(lane)
+    assert newcomer.slot == members[1].slot and another.slot == len(members)
+    assert lane.said[newcomer.slot] == SILENCE and lane.said[another.slot] == SILENCE
+    assert lane.said[members[0].slot] != SILENCE
+    list(lane.end_tick())
+
+
 def test_a_slot_left_and_taken_again_starts_from_silence() -> None:
     lane = Lane(Kind.AUDIO_8K)
     first = Member(lane)

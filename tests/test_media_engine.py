@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from fastagi.media.engine import LATE_AFTER, MediaEngine, Pacer, mix_minus
+from fastagi.media.engine import LATE_AFTER, ROOMS_PER_STEP, SLICE_SECONDS, MediaEngine, Pacer, mix_minus
 from fastagi.media.errors import MediaFileError
 from fastagi.model.audio import ENGINE_RATE, FRAME_BYTES, FRAME_SAMPLES, SILENCE, EchoPort, SilentPort
 from fastagi.media.ports import LocalPort, PlaybackPort
@@ -324,12 +324,12 @@ def test_tick_hooks_run_around_every_room_and_a_failing_one_is_logged_once(caplo
 
 
 def test_the_clock_hands_the_loop_back_within_a_long_tick_and_still_runs_every_step() -> None:
-    """A tick of 12 steps of 1 ms lets another task run at least every 2 ms or so, not after 12 ms."""
+    """A tick of 12 steps of half a slice each lets another task run after every slice's worth, not after the whole tick."""
     order: list[str] = []
 
     def slow_steps() -> Iterator[None]:
         for step in range(12):
-            busy_until = time.perf_counter() + 0.001
+            busy_until = time.perf_counter() + SLICE_SECONDS / 2
             while time.perf_counter() < busy_until:
                 pass
             order.append(f"step {step}")
@@ -348,7 +348,38 @@ def test_the_clock_hands_the_loop_back_within_a_long_tick_and_still_runs_every_s
     tick = order[order.index("step 0") : order.index("step 11") + 1]
     assert [entry for entry in tick if entry != "other"] == [f"step {n}" for n in range(12)]
     runs = "".join("s" if entry != "other" else "o" for entry in tick).split("o")
-    assert max(len(run) for run in runs) <= 4  # steps between two turns of the loop: SLICE_SECONDS and one more
+    assert max(len(run) for run in runs) <= 3  # steps between two turns of the loop: a slice's worth and one more
+
+
+def test_a_room_closed_while_the_loop_runs_within_a_tick_is_heard_no_more() -> None:
+    """The clock may hand the loop back between rooms: a room a FastAGI session closes meanwhile is not ticked,
+    and one opened meanwhile waits for the next tick."""
+    engine = MediaEngine()
+    pulled: list[int] = []
+
+    class Party(SilentPort):
+        def __init__(self, number: int) -> None:
+            self.number = number
+
+        def pull(self) -> bytes:
+            pulled.append(self.number)
+            return SILENCE
+
+    rooms = [engine.create_room() for _ in range(2 * ROOMS_PER_STEP)]
+    for number, room in enumerate(rooms):
+        room.add(Party(number))
+    steps = engine._steps()
+    next(steps)  # the loop may run here
+    assert pulled == list(range(ROOMS_PER_STEP - 1))
+    rooms[ROOMS_PER_STEP - 1].close()
+    rooms[ROOMS_PER_STEP + 10].close()
+    engine.create_room().add(Party(-1))
+    assert list(steps) == [None]  # the next chance to hand the loop back
+    expected = [n for n in range(2 * ROOMS_PER_STEP) if n not in (ROOMS_PER_STEP - 1, ROOMS_PER_STEP + 10)]
+    assert pulled == expected
+    pulled.clear()
+    engine.tick()
+    assert pulled == [*expected, -1]
 
 
 # ---------------------------------------------------------------- the clock

@@ -84,6 +84,11 @@ class Lane:
             self.heard.append(SILENCE)
         self._buffers[slot] = buffer
         self._members[slot] = member
+        if self.said is not None:  # joined during a tick: it said nothing in it (a slot's last member did)
+            if slot < len(self.said):
+                self.said[slot] = SILENCE
+            else:
+                self.said.append(SILENCE)
         if self._to_engine is not None and self._to_asterisk is not None:
             self._to_engine.start(slot)
             self._to_asterisk.start(slot)
@@ -119,6 +124,7 @@ class Lane:
             messages = self.header + self.header.join(heard)
         else:
             messages = self._with_headers(self._to_asterisk.convert(self._streams, b"".join(heard)))
+            yield
         size, members, view = self.message_bytes, self._members, memoryview(messages)
         for count, (slot, member) in enumerate(written, 1):
             if members[slot] is member:

@@ -283,7 +283,9 @@ class AudioSocketServer:
         """Read what every polled socket has, then hand the engine each lane's frames."""
         if self._poller is not None:
             yield from self._poller.poll()
+        yield
         self._lanes.begin_tick()
+        yield
 
     def _follow(self, session: _Session) -> None:
         """Run the course of a new connection in a task of its own."""

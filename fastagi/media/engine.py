@@ -26,8 +26,12 @@ LATE_AFTER = 0.010  # a tick starting later than this after its deadline is late
 # Further behind than this, the clock drops the missed ticks (counted late) instead of
 # running them back to back: a burst that long would only reach the far end as a glitch.
 SKIP_AFTER = 5 * FRAME_SECONDS
-SLICE_SECONDS = 0.002
-"""The longest the clock holds the event loop before letting it run what waits."""
+SLICE_SECONDS = 0.0005
+"""The longest the clock holds the event loop before letting it run what waits: a FastAGI
+session's round trips each wait at most about this long behind a tick (with 500 bridged
+calls, 2 ms made FastAGI's p99 three times an idle gateway's)."""
+ROOMS_PER_STEP = 64
+"""Rooms ticked between two points where the clock may hand the loop back."""
 Hook = Callable[[], Iterable[None] | None]
 """A tick hook: work done at once, or steps (an iterator) between which the loop may run."""
 
@@ -210,9 +214,19 @@ class MediaEngine:
         self.busy_seconds += time.perf_counter() - started
 
     def _steps(self) -> Iterator[None]:
-        """One tick, yielding where the loop may run: within hooks only, never between rooms."""
+        """One tick, yielding where the loop may run: within hooks, and every `ROOMS_PER_STEP` rooms.
+
+        A room closed while the loop ran is not ticked; a room opened meanwhile waits for
+        the next tick. (A port moved from one room to another meanwhile may be heard twice
+        or not at all in this one tick: a frame's glitch as a conference forms.)
+        """
         yield from self._run_hooks(self._before)
-        for room in self._active:
+        rooms = self._rooms
+        for count, room in enumerate(self._active, 1):
+            if not count % ROOMS_PER_STEP:
+                yield
+            if room not in rooms:
+                continue
             try:
                 room._tick()
             except Exception:
