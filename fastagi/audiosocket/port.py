@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from time import monotonic
 from typing import Callable
 
@@ -33,7 +33,11 @@ class MediaCounters:
     """Times the jitter buffer ran dry and the engine got silence."""
 
     def __add__(self, other: MediaCounters) -> MediaCounters:
-        return MediaCounters(*(a + b for a, b in zip(astuple(self), astuple(other))))
+        # not `astuple`, which deep-copies: summing a thousand connections took 15 ms of the event loop
+        return MediaCounters(*(getattr(self, name) + getattr(other, name) for name in _COUNTER_NAMES))
+
+
+_COUNTER_NAMES = tuple(field.name for field in fields(MediaCounters))
 
 
 @dataclass(frozen=True)
