@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from bench.audiosocket_path import EchoCalls
+from fastagi.audiosocket.port import MediaCounters
 from fastagi.audiosocket.server import AudioSocketConnection, AudioSocketServer
 from fastagi.media.engine import MediaEngine
 from fastagi.model.audio import FRAME_BYTES
@@ -207,6 +208,12 @@ def test_tone_comes_back_through_an_echo_at_440_hz_with_little_delay(kind: int) 
         assert counters.frames_in == len(sent)
 
     run(scenario)
+
+
+def test_media_counters_add_up_field_by_field() -> None:
+    """The server's counters are the sum of its connections': every field with its own kind."""
+    total = MediaCounters(1, 2, 3, 4, 5) + MediaCounters(10, 20, 30, 40, 50) + MediaCounters()
+    assert total == MediaCounters(frames_in=11, frames_out=22, dropped_in=33, dropped_out=44, underruns=55)
 
 
 @pytest.mark.parametrize("kind", [SLIN, SLIN16])
