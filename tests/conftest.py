@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import socket
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -105,6 +106,15 @@ class Dialplan:
         result = await FakeAsterisk(self.port).agi(f"{action}?{query}")
         assert result.agistatus == "SUCCESS"
         return result.skype()
+
+
+async def connect_from(source: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to 127.0.0.1:`port` from `source`, another loopback address (to meet a server's `permit`)."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock)
 
 
 def run(coro):  # type: ignore[no-untyped-def]

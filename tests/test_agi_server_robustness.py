@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import running_gateway, run
+from conftest import connect_from, running_gateway, run
 from doubles.asterisk_agi import FakeAsterisk, environment
 from fastagi.agi.protocol import AgiConnection
 from fastagi.agi.session import AgiSession, SessionClosed
@@ -134,11 +134,7 @@ def test_500_idle_connections_do_not_delay_a_real_request(tmp_path: Path) -> Non
 def test_address_outside_permit_is_refused_before_reading(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_gateway(tmp_path, general="permit = 127.0.0.1/32") as gw:
-            sock = socket.socket()
-            sock.bind(("127.0.0.2", 0))
-            sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.agi.port))
-            reader, writer = await asyncio.open_connection(sock=sock)
+            reader, writer = await connect_from("127.0.0.2", gw.agi.port)
             writer.write(b"agi_network: yes\nagi_network_script: get-profile-balance?account=alice\n\n")
             assert await closed_by_server(reader)
             writer.close()

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Dialplan, Recorder, running_gateway, run
+from conftest import Dialplan, Recorder, connect_from, running_gateway, run
 from doubles.asterisk_agi import FakeAsterisk
 from doubles.audiosocket_client import SLIN, SLIN16, AsteriskAudioSocket
-from test_audiosocket_server import connect_from
 
 SETUP = """
 [alice]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from bench.audiosocket_path import EchoCalls
+from conftest import connect_from
 from fastagi.audiosocket.port import MediaCounters
 from fastagi.audiosocket.server import AudioSocketConnection, AudioSocketServer
 from fastagi.media.engine import MediaEngine
@@ -472,15 +472,6 @@ def test_all_bad_peers_at_once_leave_a_good_call_intact() -> None:
         assert await monitor.stop() < 0.100
 
     run(scenario)
-
-
-async def connect_from(source: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to the server from `source`, a loopback address other than 127.0.0.1 if asked."""
-    sock = socket.socket()
-    sock.bind((source, 0))
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    return await asyncio.open_connection(sock=sock)
 
 
 def test_a_peer_outside_permit_is_refused_before_anything_is_read(caplog: pytest.LogCaptureFixture) -> None:
