@@ -12,6 +12,9 @@ the cost of the sockets alone, measured in the same run, on the same machine loa
 With `--bare clocked` it holds what it reads until a 20 ms clock writes it all back,
 connection after connection, as the gateway's tick does: a socket written 20 ms after it
 was read has gone cold in the caches, and that costs the kernel more than an echo does.
+With `--bare polled` it does the gateway's socket work and nothing else: one epoll for
+every connection, polled on the 20 ms clock, each ready socket read once and what it
+read written back in one `send`; the gateway's CPU beyond it is its own work.
 
 Figures per row, over the measured window: each server's CPU per call and 20 ms period
 (µs/call; of it, the part in user space) and share of its core, and their ratio; the gateway's media ticks that were
@@ -20,7 +23,7 @@ underruns, the audio that came back (bytes received against one frame per call a
 period), its resident memory per bridged call (growth from before the first call to the
 end of the window, divided by the calls), and the p99 latency of FastAGI sessions
 arriving at a fixed rate (`--agi-rate`, from a process of their own) while the calls go
-on (in 3 s after the window) against the same gateway's before its first call; and this load generator's own late send
+on (for `--agi-seconds` after the window) against the same gateway's before its first call; and this load generator's own late send
 rounds (> 10 ms behind its schedule: then the servers were not offered the load the row
 claims). The machine's load average is printed with every row: the figures are only as
 steady as the machine is idle, their ratio to the same-run baseline steadier.
@@ -34,7 +37,7 @@ With `--rounds N` both servers take turns N times per row and each figure is the
 of its rounds: on a shared machine a single run can be off by a third.
 
     python -m bench.audiosocket [--seconds 5] [--khz 8|16] [--calls 250 500 750 1000] [--phases 1]
-                                [--agi-rate 200] [--rounds 1]
+                                [--agi-rate 200] [--agi-seconds 3] [--rounds 1] [--bare echo|clocked|polled]
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import asyncio
 import multiprocessing
 import os
 import resource
+import select
 import socket
 import statistics
 import struct
@@ -86,8 +90,10 @@ AGI_BESIDE = "get-profile-balance?account=alice"
 """The FastAGI sessions served while the calls are bridged."""
 AGI_OPEN = 200
 PERIOD = 0.020
-Beside = Callable[[float], Awaitable[Measured]]
-BESIDE_SECONDS = 3.0
+Beside = Callable[[], Awaitable[Measured]]
+"""FastAGI sessions served for the seconds the gateway was told, and their figures."""
+BARE_STYLES = {"echo": "echoes at once", "clocked": "writes on a 20 ms clock",
+               "polled": "reads and writes on a 20 ms clock with one epoll"}
 
 
 # -- the servers, each alone in its process -------------------------------------------------
@@ -118,9 +124,9 @@ async def _gateway(folder: str, pipe: Connection) -> None:
     await gateway.stop()
 
 
-def bare_process(clocked: bool, pipe: Connection) -> None:
+def bare_process(style: str, pipe: Connection) -> None:
     pin(SERVER_CPU)
-    asyncio.run(_bare(clocked, pipe))
+    asyncio.run(_bare_polled(pipe) if style == "polled" else _bare(style == "clocked", pipe))
 
 
 class BareEcho(asyncio.Protocol):
@@ -168,6 +174,40 @@ async def _write_every_tick(echoes: list[ClockedEcho]) -> None:
             if echo.pending:
                 echo.write(b"".join(echo.pending))
                 echo.pending.clear()
+
+
+async def _bare_polled(pipe: Connection) -> None:
+    """The gateway's socket work alone: after the UUID, one epoll for every socket, each ready one read once
+    on a 20 ms clock and what it read written back in one `send`."""
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
+    listener.setblocking(False)
+    pipe.send((0, listener.getsockname()[1]))
+    epoll, sockets, held = select.epoll(), {}, {}
+
+    async def accept() -> None:
+        while True:
+            sock, _ = await loop.sock_accept(listener)
+            await loop.sock_recv(sock, HEADER.size + 16)  # the UUID message
+            sockets[sock.fileno()] = sock
+            epoll.register(sock.fileno(), select.EPOLLIN)
+
+    async def tick() -> None:
+        origin, number, view = loop.time(), 0, memoryview(bytearray(1 << 16))
+        while True:
+            number += 1
+            await asyncio.sleep(max(0.0, origin + number * PERIOD - loop.time()))
+            for fileno, _ in epoll.poll(0, max(len(sockets), 1)):
+                size = sockets[fileno].recv_into(view)
+                held[fileno] = bytes(view[:size])
+            for fileno, data in held.items():
+                sockets[fileno].send(data)
+            held.clear()
+
+    tasks = [loop.create_task(accept()), loop.create_task(tick())]
+    await _serve_reports(pipe, lambda: {})
+    for task in tasks:
+        task.cancel()
 
 
 async def _serve_reports(pipe: Connection, report: Any) -> None:
@@ -256,11 +296,12 @@ class Server:
 
 
 async def drive(
-    server: Server, uuids: list[str], seconds: float, kind: int, phases: int, beside: Beside | None = None
+    server: Server, uuids: list[str], seconds: float, kind: int, phases: int,
+    beside: tuple[float, Beside] | None = None,
 ) -> dict[str, float]:
     """Connect a channel per UUID, send a tone on every one for `seconds` after a warm-up second; the figures.
 
-    `beside`, if given, runs after those `seconds` for `BESIDE_SECONDS` more while the
+    `beside`, if given (its seconds, and what it runs), runs after those `seconds` while the
     tone goes on (FastAGI sessions, for the gateway): its own CPU stays out of the figures.
     """
     rate = 8000 if kind == 0x10 else 16000
@@ -290,7 +331,8 @@ async def drive(
         after, received = await server.report(), channels.received - received
         served: Measured | None = None
         if beside is not None:
-            _, served = await asyncio.gather(send_for(BESIDE_SECONDS), beside(BESIDE_SECONDS))
+            beside_seconds, serve = beside
+            _, served = await asyncio.gather(send_for(beside_seconds), serve())
     finally:
         channels.close()
     calls = len(uuids)
@@ -309,17 +351,17 @@ async def drive(
 
 
 async def measure_gateway(
-    server: Server, calls: int, seconds: float, kind: int, phases: int, agi_rate: float
+    server: Server, calls: int, seconds: float, kind: int, phases: int, agi_rate: float, agi_seconds: float
 ) -> dict[str, float]:
     """The gateway's figures, with its memory per call and its FastAGI p99 idle (before any call) and meanwhile."""
     target = Target(server.agi_port, AGI_BESIDE)
     loop = asyncio.get_running_loop()
 
-    def fastagi(seconds: float) -> Awaitable[Measured]:
-        return loop.run_in_executor(sessions, fastagi_process, target, agi_rate, seconds)
+    def fastagi() -> Awaitable[Measured]:
+        return loop.run_in_executor(sessions, fastagi_process, target, agi_rate, agi_seconds)
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as sessions:
-        return await _measure_gateway(server, calls, seconds, kind, phases, fastagi)
+        return await _measure_gateway(server, calls, seconds, kind, phases, (agi_seconds, fastagi))
 
 
 def fastagi_process(target: Target, rate: float, seconds: float) -> Measured:
@@ -329,9 +371,9 @@ def fastagi_process(target: Target, rate: float, seconds: float) -> Measured:
 
 
 async def _measure_gateway(
-    server: Server, calls: int, seconds: float, kind: int, phases: int, fastagi: Beside
+    server: Server, calls: int, seconds: float, kind: int, phases: int, fastagi: tuple[float, Beside]
 ) -> dict[str, float]:
-    idle_p99 = 1000 * percentile((await fastagi(BESIDE_SECONDS)).latencies, 0.99)
+    idle_p99 = 1000 * percentile((await fastagi[1]()).latencies, 0.99)
     idle_rss = (await server.report())["rss"]
     uuids: list[str] = []
     for start in range(0, calls, 50):
@@ -342,11 +384,11 @@ async def _measure_gateway(
 
 
 def run_row(
-    calls: int, seconds: float, kind: int, phases: int, agi_rate: float, clocked: bool
+    calls: int, seconds: float, kind: int, phases: int, agi_rate: float, agi_seconds: float, bare_style: str
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The bare echo server, then the gateway, with the same calls: (gateway's figures, bare server's)."""
     raise_file_limit()
-    bare = Server.start(bare_process, clocked)
+    bare = Server.start(bare_process, bare_style)
     try:
         base = asyncio.run(drive(bare, [str(uuid.uuid4()) for _ in range(calls)], seconds, kind, phases))
     finally:
@@ -354,7 +396,7 @@ def run_row(
     with tempfile.TemporaryDirectory() as folder:
         gateway = Server.start(gateway_process, folder)
         try:
-            ours = asyncio.run(measure_gateway(gateway, calls, seconds, kind, phases, agi_rate))
+            ours = asyncio.run(measure_gateway(gateway, calls, seconds, kind, phases, agi_rate, agi_seconds))
         finally:
             gateway.stop()
     return ours, base
@@ -373,20 +415,23 @@ def main() -> None:
     parser.add_argument("--calls", type=int, nargs="+", default=[250, 500, 750, 1000])
     parser.add_argument("--phases", type=int, default=1, help="send groups spread over each 20 ms")
     parser.add_argument("--agi-rate", type=float, default=200, help="FastAGI sessions/s served beside the calls")
+    parser.add_argument("--agi-seconds", type=float, default=3.0,
+                        help="how long FastAGI sessions are measured, idle and beside the calls")
     parser.add_argument("--rounds", type=int, default=1, help="runs of both servers per row; the medians are shown")
-    parser.add_argument("--bare", choices=("echo", "clocked"), default="echo",
-                        help="the bare server writes back at once, or on a 20 ms clock as the gateway does")
+    parser.add_argument("--bare", choices=("echo", "clocked", "polled"), default="echo",
+                        help="the bare server writes back at once; or on a 20 ms clock as the gateway does; "
+                        "or reads and writes on that clock with one epoll, as the gateway does")
     args = parser.parse_args()
     pin(LOAD_CPU)
     print(machine())
     print(f"{args.khz} kHz AudioSocket, {args.phases} send phase(s) per 20 ms, {args.seconds:g} s per row, "
-          f"median of {args.rounds} round(s); the bare server {'writes on a 20 ms clock' if args.bare == 'clocked' else 'echoes at once'}; "
+          f"median of {args.rounds} round(s); the bare server {BARE_STYLES[args.bare]}; "
           f"FastAGI {AGI_BESIDE.split('?')[0]} arriving at {args.agi_rate:g}/s beside the calls")
     print(f"{'calls':>6} {'bridged':>7} | {'gateway':>7} {'user':>5} {'core %':>6} {'late %':>6} {'underr':>6} {'back %':>6} "
           f"{'KiB/call':>8} | {'bare':>6} {'user':>5} {'core %':>6} | {'x bare':>6} {'+µs':>6} | {'agi p99':>7} {'x idle':>6} | "
           f"{'gen late %':>10} {'load':>5}")
     for calls in args.calls:
-        rounds = [run_row(calls, args.seconds, KINDS[args.khz], args.phases, args.agi_rate, args.bare == "clocked")
+        rounds = [run_row(calls, args.seconds, KINDS[args.khz], args.phases, args.agi_rate, args.agi_seconds, args.bare)
                   for _ in range(args.rounds)]
         ours, base = median_row([gateway for gateway, _ in rounds]), median_row([bare for _, bare in rounds])
         print(f"{calls:>6} {int(ours['bridged']):>7} | {ours['us_per_call']:>7.2f} {ours['user_us_per_call']:>5.1f} {ours['core_pct']:>6.1f} "

@@ -9,7 +9,15 @@ queued. Printed: CPU per call and tick, the best of 7 runs of `--ticks` ticks (o
 shared machine the best run is the one least disturbed). `--profile` prints cProfile's
 costliest functions instead, whose own overhead inflates every figure it shows.
 
-    python -m bench.audiosocket_path [--khz 8|16] [--calls 250 500 1000] [--ticks 200] [--profile]
+With `--sockets` the sessions are real loopback TCP connections instead, read and written
+by the server's poller as in the gateway: Asterisk's side (plain sockets in this process)
+sends every connection its message before each tick and drains what came back after it,
+outside the timed part; what is timed is the tick alone, wall-clock, so it counts the
+gateway's own work and its system calls (with the kernel's work for the receiving end of
+each send, which a tick pays too). `bench.audiosocket` measures the same on a real clock
+from another process, where the machine's noise between runs is larger than most changes.
+
+    python -m bench.audiosocket_path [--khz 8|16] [--calls 250 500 1000] [--ticks 200] [--sockets] [--profile]
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import socket
 import struct
 import time
 import uuid
@@ -31,7 +40,7 @@ from fastagi.media.ports import LocalPort
 from fastagi.model.audio import EchoPort
 
 from .audiosocket import KINDS
-from .harness import SERVER_CPU, machine, pin
+from .harness import SERVER_CPU, machine, pin, raise_file_limit
 
 RUNS = 7
 
@@ -85,9 +94,7 @@ async def measure(calls: int, kind: int, ticks: int, profile: bool) -> float:
     """CPU seconds per call and tick, the best of `RUNS` runs (one profiled run with `profile`)."""
     engine = MediaEngine()
     server = AudioSocketServer("127.0.0.1", 0, EchoCalls(engine), clock=engine, poll_sockets=False)
-    rate = 8000 if kind == KINDS[8] else 16000
-    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate // 50) / rate)).astype("<i2").tobytes()
-    message = struct.pack("!BH", kind, len(samples)) + samples
+    message = tone_message(kind)
     sessions = []
     for _ in range(calls):
         session = _Session(server, ("127.0.0.1", 40000))
@@ -121,19 +128,76 @@ async def measure(calls: int, kind: int, ticks: int, profile: bool) -> float:
     return best
 
 
+async def measure_on_sockets(calls: int, kind: int, ticks: int) -> float:
+    """Seconds per call and tick of the engine's tick on real sockets, the best of `RUNS` runs."""
+    engine = MediaEngine()
+    server = AudioSocketServer("127.0.0.1", 0, EchoCalls(engine), clock=engine)
+    await server.start()
+    message = tone_message(kind)
+    channels = []
+    for _ in range(calls):
+        channel = socket.create_connection(("127.0.0.1", server.port))
+        channel.sendall(b"\x01\x00\x10" + uuid.uuid4().bytes)
+        channel.setblocking(False)
+        channels.append(channel)
+        while server.active < len(channels):  # accepted and attached before the next: the backlog is short
+            await asyncio.sleep(0.0005)
+
+    def tick() -> float:
+        for channel in channels:
+            channel.send(message)
+        started = time.perf_counter()
+        engine.tick()
+        spent = time.perf_counter() - started
+        for channel in channels:
+            try:
+                channel.recv(1 << 16)
+            except BlockingIOError:
+                pass
+        return spent
+
+    for _ in range(50):  # the jitter buffers fill, every lane is built
+        tick()
+        await asyncio.sleep(0)
+    best = float("inf")
+    for _ in range(RUNS):
+        spent = 0.0
+        for _ in range(ticks):
+            spent += tick()
+            await asyncio.sleep(0)
+        best = min(best, spent / ticks / calls)
+    for channel in channels:
+        channel.close()
+    await server.stop()
+    return best
+
+
+def tone_message(kind: int) -> bytes:
+    """One 20 ms AudioSocket message of a 440 Hz tone."""
+    rate = 8000 if kind == KINDS[8] else 16000
+    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate // 50) / rate)).astype("<i2").tobytes()
+    return struct.pack("!BH", kind, len(samples)) + samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--khz", type=int, choices=sorted(KINDS), default=8)
     parser.add_argument("--calls", type=int, nargs="+", default=[250, 500, 1000])
     parser.add_argument("--ticks", type=int, default=200)
+    parser.add_argument("--sockets", action="store_true", help="real loopback sockets, polled as in the gateway")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     pin(SERVER_CPU)
+    raise_file_limit()  # three descriptors a call with --sockets: both ends, and the poller's duplicate
     print(f"{machine(placement=False)}; on core {SERVER_CPU}")
-    print(f"{args.khz} kHz AudioSocket on stub sockets, bridged to echo123; best of {RUNS} runs of {args.ticks} ticks")
+    where = "loopback sockets (the tick alone timed)" if args.sockets else "stub sockets"
+    print(f"{args.khz} kHz AudioSocket on {where}, bridged to echo123; best of {RUNS} runs of {args.ticks} ticks")
     print(f"{'calls':>6} {'µs/call/tick':>12}")
     for calls in args.calls:
-        cost = asyncio.run(measure(calls, KINDS[args.khz], args.ticks, args.profile))
+        if args.sockets:
+            cost = asyncio.run(measure_on_sockets(calls, KINDS[args.khz], args.ticks))
+        else:
+            cost = asyncio.run(measure(calls, KINDS[args.khz], args.ticks, args.profile))
         print(f"{calls:>6} {1e6 * cost:>12.2f}", flush=True)
 
 

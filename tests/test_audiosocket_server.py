@@ -22,7 +22,7 @@ from fastagi.audiosocket.port import MediaCounters
 from fastagi.audiosocket.server import AudioSocketConnection, AudioSocketServer
 from fastagi.media.engine import MediaEngine
 from fastagi.model.audio import FRAME_BYTES
-from doubles.audiosocket_client import SLIN, SLIN16, AsteriskAudioSocket, captured_sessions
+from doubles.audiosocket_client import HEADER, SLIN, SLIN16, AsteriskAudioSocket, captured_sessions
 
 T = TypeVar("T")
 KNOWN = uuid.UUID("0c4e3a7e-6f1e-4a53-9a4e-6f5d2f0c9b11")
@@ -249,6 +249,42 @@ def test_calls_through_the_engine_each_hear_their_own_tone_back(kind: int) -> No
         assert found[np.argmax(spectrum)] == pytest.approx(freq, abs=2)
         assert spectrum[np.abs(found - freq) < 30].sum() > 0.95 * spectrum.sum()
         assert np.sqrt(np.mean(tone**2)) == pytest.approx(8000 / np.sqrt(2), rel=0.05)
+
+
+def test_a_message_split_across_reads_is_put_together_even_when_a_read_looks_like_a_whole_one() -> None:
+    """The poller hands a read that is exactly one audio message straight to the jitter buffer, past the parser;
+    not while the parser holds part of a message: then a read of a message's length that starts with bytes like an
+    audio header is the end of one message and the start of the next. (16 kHz: the echo sends back exactly what
+    it was given.)"""
+    header = HEADER.pack(SLIN16, 640)
+    payloads = [np.full(320, 1000 * (n + 1), "<i2").tobytes() for n in range(8)]
+    payloads[2] = payloads[2][:97] + header + payloads[2][100:]  # message 3's bytes 100-102 read as a header
+    messages = [header + payload for payload in payloads]
+    stream = messages[2] + messages[3]
+    chunks = [messages[0], messages[1], stream[:100], stream[100:743], stream[743:], *messages[4:]]
+    assert len(chunks[3]) == len(header) + 640 and chunks[3].startswith(header)
+
+    async def scenario() -> AsteriskAudioSocket:
+        engine = MediaEngine()
+        server = AudioSocketServer("127.0.0.1", 0, EchoCalls(engine), clock=engine)
+        await server.start()
+        engine.start()
+        try:
+            client = await AsteriskAudioSocket.connect(server.port, uuid.uuid4(), SLIN16)
+            for chunk in chunks:  # a tick and more apart: each chunk is one read of the poller
+                client.writer.write(chunk)
+                await asyncio.sleep(0.035)
+            await asyncio.sleep(0.1)
+            assert server.rejected == 0 and server.active == 1
+            await client.hang_up()
+        finally:
+            await engine.stop()
+            await server.stop()
+        return client
+
+    client = run(scenario)
+    heard = [r.payload for r in client.received if r.kind == SLIN16 and any(r.payload)]
+    assert heard[:6] == payloads[:6]
 
 
 def test_dtmf_reaches_the_binder_between_audio(polled: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import wave
 from pathlib import Path
@@ -349,6 +350,51 @@ def test_the_clock_hands_the_loop_back_within_a_long_tick_and_still_runs_every_s
     assert [entry for entry in tick if entry != "other"] == [f"step {n}" for n in range(12)]
     runs = "".join("s" if entry != "other" else "o" for entry in tick).split("o")
     assert max(len(run) for run in runs) <= 3  # steps between two turns of the loop: a slice's worth and one more
+
+
+def test_a_task_woken_by_what_the_loop_found_takes_its_step_before_the_tick_goes_on() -> None:
+    """A FastAGI session's answer arrives during a long tick: at the next hand-back the loop reads it, and the
+    session it wakes writes its next command then, not a slice later."""
+    order: list[str] = []
+
+    def slow_steps(peer: socket.socket) -> Iterator[None]:
+        for step in range(6):
+            busy_until = time.perf_counter() + SLICE_SECONDS
+            while time.perf_counter() < busy_until:
+                pass
+            if step == 1:
+                peer.send(b"200 result=1\n")
+            order.append(f"step {step}")
+            yield
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ours, peer = socket.socketpair()
+        ours.setblocking(False)
+        answered = loop.create_future()
+
+        def readable() -> None:  # as a protocol's data_received: the line read, the session's wait over
+            loop.remove_reader(ours.fileno())
+            answered.set_result(ours.recv(100))
+
+        async def session() -> None:
+            await answered
+            order.append("session")
+
+        loop.add_reader(ours.fileno(), readable)
+        waiting = loop.create_task(session())
+        engine = MediaEngine()
+        engine.add_tick_hooks(lambda: slow_steps(peer), lambda: None)
+        engine.start()
+        await waiting
+        while "step 5" not in order:
+            await asyncio.sleep(0.001)
+        await engine.stop()
+        ours.close()
+        peer.close()
+
+    asyncio.run(scenario())
+    assert order.index("session") == order.index("step 1") + 1
 
 
 def test_a_room_closed_while_the_loop_runs_within_a_tick_is_heard_no_more() -> None:

@@ -4,8 +4,9 @@ An asyncio transport wakes the loop, makes a bytes object and runs a callback fo
 read of every connection, and writes each message in a call of its own: at 1,000 calls
 that machinery alone fills most of a core. Once a connection has named its call, its
 socket is handed to the poller: one `select.epoll` for every such socket, asked without
-waiting as each tick begins, each ready socket read once into one buffer; each message
-the tick writes goes out in one `send`, and what the kernel did not take waits in a
+waiting as each tick begins, each ready socket read once into one buffer (a read that is exactly one more whole
+audio frame goes straight to its connection's jitter buffer, `PolledSocket.route_audio`;
+any other, to the session's parser); each message the tick writes goes out in one `send`, and what the kernel did not take waits in a
 small backlog of that connection, sent before its next message.
 
 A socket goes back to its transport (`PolledSocket.give_back`) when its session ends or
@@ -20,6 +21,8 @@ import os
 import select
 import socket
 from typing import Callable, Iterator
+
+from .protocol import HEADER
 
 READ_BYTES = 1 << 16
 SOCKETS_PER_STEP = 32
@@ -81,6 +84,19 @@ class PolledSocket:
         self._socket.setblocking(False)  # the transport's is already: the flag is shared, Python's view of it is not
         self.fileno = self._socket.fileno()
         self._backlog = bytearray()
+        self._audio_header = b""
+        self._audio_size = -1
+        self._take_audio: Callable[[bytes], None] | None = None
+
+    def route_audio(self, header: bytes, size: int, take: Callable[[bytes], None]) -> None:
+        """From now on a read of exactly `size` bytes that starts with `header` (one whole audio message) goes to
+        `take` as its payload, past the session's parser: the session says so only while its parser holds no
+        partial message, and says `unroute_audio` before it holds one."""
+        self._audio_header, self._audio_size, self._take_audio = header, size, take
+
+    def unroute_audio(self) -> None:
+        """Every read goes to `on_data` again."""
+        self._audio_size = -1
 
     @property
     def backlog(self) -> int:
@@ -94,10 +110,12 @@ class PolledSocket:
             return
         except OSError:
             size = 0  # reset: the transport, reading again, sees the connection's end
-        if size:
-            self._on_data(buffer[:size])
-        else:
+        if not size:
             self._on_gone()
+        elif size == self._audio_size and buffer[: HEADER.size] == self._audio_header:
+            self._take_audio(bytes(buffer[HEADER.size : size]))  # type: ignore[misc]  # set with the size
+        else:
+            self._on_data(buffer[:size])
 
     def send(self, message: bytes | memoryview) -> None:
         """Write `message` whole: what the kernel does not take now goes first next time."""

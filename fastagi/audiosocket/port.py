@@ -131,6 +131,23 @@ class AudioSocketConnection:
         self._frames_in += 1
         self._jitter.put(pcm)
 
+    def take_audio(self, pcm: bytes) -> None:
+        """One whole audio message's payload, read by the poller past the session's parser (`route_audio`)."""
+        self.last_activity = monotonic()
+        self._frames_in += 1
+        self._jitter.put(pcm)
+
+    def route_audio(self, routed: bool) -> None:
+        """Whether the poller may hand a read that is exactly one whole frame of this connection's audio
+        straight to `take_audio` (only while the session's parser holds no partial message)."""
+        polled, lane = self._polled, self._lane
+        if polled is None:
+            return
+        if routed and lane is not None:
+            polled.route_audio(lane.header, lane.message_bytes, self.take_audio)
+        else:
+            polled.unroute_audio()
+
     def use_kind(self, kind: Kind) -> None:
         """Set up the media path for an audio kind; only ever before audio flowed in."""
         self.release()

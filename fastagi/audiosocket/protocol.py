@@ -127,6 +127,11 @@ class AudioSocketParser:
         del buffer[:offset]
         return frames
 
+    @property
+    def pending(self) -> bool:
+        """True while part of a message waits for the rest of it."""
+        return bool(self._buffer)
+
     def audio_payload(self, data: bytes | memoryview) -> bytes | memoryview | None:
         """The payload of `data` if it is exactly one more message of this session's audio.
 

@@ -61,9 +61,10 @@ class _Session(asyncio.Protocol):
     Bytes are parsed and dispatched right in `data_received`, called by the event loop:
     at 50 messages a second per call, waking a task for every read would cost more than
     everything else the connection does. A read that is exactly one more audio message
-    (nearly every read) goes straight to the jitter buffer. The session's course (UUID,
-    then audio until either side ends it) is followed by a task of the server that only
-    awaits `attached` and `finished`.
+    (nearly every read) goes straight to the jitter buffer; once attached and polled, the
+    poller hands it there itself, past this session, while the parser holds no partial
+    message (`route_audio`). The session's course (UUID, then audio until either side
+    ends it) is followed by a task of the server that only awaits `attached` and `finished`.
     """
 
     def __init__(self, server: AudioSocketServer, peer: Address) -> None:
@@ -119,6 +120,8 @@ class _Session(asyncio.Protocol):
                 conn.receive_audio(frame.payload)
         if conn.closed or self._parser.state is State.CLOSED:
             self._finish()
+        else:
+            conn.route_audio(self._parser.audio_kind is not None and not self._parser.pending)
 
     def eof_received(self) -> bool:
         self._peer_gone(None)
@@ -180,6 +183,7 @@ class _Session(asyncio.Protocol):
             self._finish()
 
     def _finish(self) -> None:
+        self.conn.route_audio(False)
         if not self.attached.done():  # the gateway closed it first
             self._fail(_Dropped("ended before sending its UUID"))
             return
@@ -190,6 +194,7 @@ class _Session(asyncio.Protocol):
     def _fail(self, error: Exception) -> None:
         """End the session because of `error`, raised by whichever wait is on."""
         self._reading = False
+        self.conn.route_audio(False)
         for future in (self.attached, self.finished):
             if not future.done():
                 future.set_exception(error)
