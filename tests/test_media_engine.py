@@ -397,6 +397,50 @@ def test_a_task_woken_by_what_the_loop_found_takes_its_step_before_the_tick_goes
     assert order.index("session") == order.index("step 1") + 1
 
 
+def test_a_fastagi_like_connection_is_accepted_read_and_answered_within_one_hand_back() -> None:
+    """Accepting a connection, reading its request and answering from a task takes the loop several turns, each
+    queued behind the last: a client that connects during a long tick is answered before the tick's next step."""
+    order: list[str] = []
+
+    def slow_steps(port: int, clients: list[socket.socket]) -> Iterator[None]:
+        for step in range(6):
+            busy_until = time.perf_counter() + SLICE_SECONDS
+            while time.perf_counter() < busy_until:
+                pass
+            if step == 1:
+                clients.append(socket.create_connection(("127.0.0.1", port)))
+                clients[0].sendall(b"agi_request: agi://127.0.0.1/get-profile-balance\n\n")
+            order.append(f"step {step}")
+            yield
+
+    class Answering(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            asyncio.get_running_loop().create_task(self.answer())
+
+        async def answer(self) -> None:
+            order.append("answered")
+            self.transport.write(b"SET VARIABLE SKYPE_STATUS \"OK\"\n")  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        server = await asyncio.get_running_loop().create_server(Answering, "127.0.0.1", 0)
+        clients: list[socket.socket] = []
+        engine = MediaEngine()
+        engine.add_tick_hooks(lambda: slow_steps(server.sockets[0].getsockname()[1], clients), lambda: None)
+        engine.start()
+        while "step 5" not in order:
+            await asyncio.sleep(0.001)
+        await engine.stop()
+        server.close()
+        for client in clients:
+            client.close()
+
+    asyncio.run(scenario())
+    assert order.index("answered") == order.index("step 1") + 1
+
+
 def test_a_room_closed_while_the_loop_runs_within_a_tick_is_heard_no_more() -> None:
     """The clock may hand the loop back between rooms: a room a FastAGI session closes meanwhile is not ticked,
     and one opened meanwhile waits for the next tick."""

@@ -30,6 +30,8 @@ SLICE_SECONDS = 0.0005
 """The longest the clock holds the event loop before letting it run what waits: a FastAGI
 session's round trips each wait at most about this long behind a tick (with 500 bridged
 calls, 2 ms made FastAGI's p99 three times an idle gateway's)."""
+HAND_BACK_TURNS = 8
+"""Turns of the loop one hand-back gives at most: enough for a FastAGI session from its accept to its answer."""
 ROOMS_PER_STEP = 64
 """Rooms ticked between two points where the clock may hand the loop back."""
 Hook = Callable[[], Iterable[None] | None]
@@ -49,17 +51,25 @@ def mix_minus(frames: Sequence[bytes]) -> list[bytes]:
 
 
 async def _let_the_loop_run() -> None:
-    """Hand the loop back so that what its next poll finds runs before this task goes on, and what that wakes.
+    """Hand the loop back until it has run what its polls found, and what that queued in turn.
 
     After one `sleep(0)` this task is first in the loop's queue, ahead of the callbacks of
-    the poll that follows; after a second one it comes after them. A task those callbacks
-    wake (a FastAGI session whose answer came) is queued after this one: a third lets it
-    take its step now rather than a slice later. (A short timer would do the same, but the
-    selector rounds its timeout up to a whole millisecond.) A round with nothing to run costs ~4 µs.
+    the poll that follows; after a second one it comes after them. Each of those may queue
+    a next step behind this task (accepting a FastAGI connection takes four turns of the
+    loop before its session's first read, and the session's task one more), so the loop is
+    handed back again while anything waits in its queue, for at most `HAND_BACK_TURNS`
+    turns. (A short timer would not do: the selector rounds its timeout up to a whole millisecond.)
     """
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)  # asyncio has no public "is anything queued?"
     await asyncio.sleep(0)
     await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    if ready is None:  # another loop (uvloop): one more turn, for the task the first callbacks woke
+        await asyncio.sleep(0)
+        return
+    for _ in range(HAND_BACK_TURNS - 2):
+        if not ready:
+            return
+        await asyncio.sleep(0)
 
 
 class Pacer:
