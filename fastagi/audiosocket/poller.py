@@ -117,10 +117,15 @@ class PolledSocket:
         else:
             self._on_data(buffer[:size])
 
-    def send(self, message: bytes | memoryview) -> None:
-        """Write `message` whole: what the kernel does not take now goes first next time."""
+    def send(self, message: bytes | memoryview, limit: int) -> bool:
+        """Write `message` whole, unless more than `limit` bytes already wait (False: nothing is written).
+
+        What the kernel does not take now goes first next time.
+        """
         backlog = self._backlog
         if backlog:
+            if len(backlog) > limit:
+                return False
             backlog += message
             message = backlog
         try:
@@ -128,11 +133,12 @@ class PolledSocket:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            return  # the peer is gone: the next read finds out and ends the session
+            return True  # the peer is gone: the next read finds out and ends the session
         if backlog:
             del backlog[:sent]
         elif sent < len(message):
             backlog += message[sent:]
+        return True
 
     def give_back(self) -> None:
         """Stop polling; the transport reads again and sends the backlog before anything else."""

@@ -92,12 +92,16 @@ class AudioSocketConnection:
 
     @property
     def closed(self) -> bool:
-        """True once either side ended the session; audio no longer moves."""
-        return self._hung_up or self._transport.is_closing()
+        """True once either side ended the session; audio no longer moves.
+
+        While the poller has the socket, the transport cannot be closing: it neither reads
+        nor writes then, and whatever closes or aborts it takes the socket back first.
+        """
+        return self._hung_up or (self._polled is None and self._transport.is_closing())
 
     def read_frame(self) -> bytes:
         """What the Asterisk caller said during this tick: FRAME_BYTES at ENGINE_RATE."""
-        if self._hung_up or self._transport.is_closing() or self._lane is None:
+        if self._hung_up or (self._polled is None and self._transport.is_closing()) or self._lane is None:
             return SILENCE
         said = self._lane.said
         if said is not None:  # the engine's tick: the lane took every member's frame at once
@@ -109,7 +113,7 @@ class AudioSocketConnection:
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"frame of {len(frame)} bytes, expected {FRAME_BYTES}")
         lane = self._lane
-        if self._hung_up or self._transport.is_closing() or lane is None:
+        if self._hung_up or (self._polled is None and self._transport.is_closing()) or lane is None:
             return
         if lane.said is not None:  # the engine's tick: sent along with every member's when it ends
             lane.heard[self._slot] = frame
@@ -177,14 +181,13 @@ class AudioSocketConnection:
     def send(self, message: bytes | memoryview) -> None:
         """Write a whole audio message, unless the socket is not draining."""
         polled = self._polled
-        unsent = self._transport.get_write_buffer_size() if polled is None else polled.backlog
-        if unsent > self._backlog_limit:
+        if polled is not None:
+            taken = polled.send(message, self._backlog_limit)
+        elif taken := self._transport.get_write_buffer_size() <= self._backlog_limit:
+            self._transport.write(message)
+        if not taken:
             self._dropped_out += 1
             return
-        if polled is None:
-            self._transport.write(message)
-        else:
-            polled.send(message)
         self._frames_out += 1
         self.last_activity = monotonic()
 
