@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fastagi.config import load_config
 from test_fuzz import PROPERTIES
 
@@ -55,17 +57,18 @@ def test_media_bench_prints_a_row_per_room_count():
     assert [row[0] for row in rows(output, r"\d+")] == ["1", "1", "5"]
 
 
-def test_audiosocket_bench_bridges_every_call():
-    output = bench("bench.audiosocket", "--seconds", "1", "--calls", "1", "5")
+@pytest.mark.parametrize("bare", ["echo", "polled"])
+def test_audiosocket_bench_bridges_every_call(bare: str):
+    output = bench("bench.audiosocket", "--seconds", "1", "--calls", "1", "5", "--bare", bare, "--agi-seconds", "1.5")
     table = rows(output, r"\d+")
     assert [(row[0], row[1]) for row in table] == [("1", "1"), ("5", "5")], output
 
 
-def test_audiosocket_path_bench_prints_a_row_per_call_count():
-    for khz in ("8", "16"):
-        output = bench("bench.audiosocket_path", "--khz", khz, "--calls", "1", "3", "--ticks", "5")
-        table = [line.split() for line in output.splitlines() if re.match(r"^\s+\d+\s+[\d.]+$", line)]
-        assert [row[0] for row in table] == ["1", "3"] and all(float(row[1]) > 0 for row in table), output
+@pytest.mark.parametrize("options", [("--khz", "8"), ("--khz", "16"), ("--sockets",)])
+def test_audiosocket_path_bench_prints_a_row_per_call_count(options: tuple[str, ...]):
+    output = bench("bench.audiosocket_path", *options, "--calls", "1", "3", "--ticks", "5")
+    table = [line.split() for line in output.splitlines() if re.match(r"^\s+\d+\s+[\d.]+$", line)]
+    assert [row[0] for row in table] == ["1", "3"] and all(float(row[1]) > 0 for row in table), output
 
 
 def test_fuzz_runs_every_property_without_a_failure():
