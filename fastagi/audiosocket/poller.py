@@ -4,10 +4,11 @@ An asyncio transport wakes the loop, makes a bytes object and runs a callback fo
 read of every connection, and writes each message in a call of its own: at 1,000 calls
 that machinery alone fills most of a core. Once a connection has named its call, its
 socket is handed to the poller: one `select.epoll` for every such socket, asked without
-waiting as each tick begins, each ready socket read once into one buffer (a read that is exactly one more whole
-audio frame goes straight to its connection's jitter buffer, `PolledSocket.route_audio`;
-any other, to the session's parser); each message the tick writes goes out in one `send`, and what the kernel did not take waits in a
-small backlog of that connection, sent before its next message.
+waiting as each tick begins, each ready socket read once into one buffer (a read that is
+exactly one more whole audio frame goes straight to its connection's jitter buffer,
+`PolledSocket.route_audio`; any other, to the session's parser); each message the tick
+writes goes out in one `send`, and what the kernel did not take waits in a small backlog
+of that connection, sent before its next message.
 
 A socket goes back to its transport (`PolledSocket.give_back`) when its session ends or
 it reports end of file or an error; the transport, paused meanwhile, carries on from
