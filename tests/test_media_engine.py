@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 import pytest
+import uvloop
 
 from fastagi.media.engine import LATE_AFTER, ROOMS_PER_STEP, SLICE_SECONDS, MediaEngine, Pacer, mix_minus
 from fastagi.media.errors import MediaFileError
@@ -352,9 +353,11 @@ def test_the_clock_hands_the_loop_back_within_a_long_tick_and_still_runs_every_s
     assert max(len(run) for run in runs) <= 3  # steps between two turns of the loop: a slice's worth and one more
 
 
-def test_a_task_woken_by_what_the_loop_found_takes_its_step_before_the_tick_goes_on() -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_a_task_woken_by_what_the_loop_found_takes_its_step_before_the_tick_goes_on(event_loop: str) -> None:
     """A FastAGI session's answer arrives during a long tick: at the next hand-back the loop reads it, and the
-    session it wakes writes its next command then, not a slice later."""
+    session it wakes writes its next command then, not a slice later (on uvloop too, whose queue the clock
+    cannot see)."""
     order: list[str] = []
 
     def slow_steps(peer: socket.socket) -> Iterator[None]:
@@ -393,11 +396,14 @@ def test_a_task_woken_by_what_the_loop_found_takes_its_step_before_the_tick_goes
         ours.close()
         peer.close()
 
-    asyncio.run(scenario())
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(scenario())
     assert order.index("session") == order.index("step 1") + 1
 
 
-def test_a_fastagi_like_connection_is_accepted_read_and_answered_within_one_hand_back() -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_a_fastagi_like_connection_is_accepted_read_and_answered_within_one_hand_back(event_loop: str) -> None:
     """Accepting a connection, reading its request and answering from a task takes the loop several turns, each
     queued behind the last: a client that connects during a long tick is answered before the tick's next step."""
     order: list[str] = []
@@ -437,7 +443,9 @@ def test_a_fastagi_like_connection_is_accepted_read_and_answered_within_one_hand
         for client in clients:
             client.close()
 
-    asyncio.run(scenario())
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(scenario())
     assert order.index("answered") == order.index("step 1") + 1
 
 
