@@ -381,7 +381,8 @@ def fastagi_process(target: Target, rate: float, seconds: float) -> Measured:
 async def _measure_gateway(
     server: Server, calls: int, seconds: float, kind: int, phases: int, fastagi: tuple[float, Beside]
 ) -> dict[str, float]:
-    idle_p99 = 1000 * percentile((await fastagi[1]()).latencies, 0.99)
+    _, serve = fastagi
+    idle_p99 = 1000 * percentile((await serve()).latencies, 0.99)
     idle_rss = (await server.report())["rss"]
     uuids: list[str] = []
     for start in range(0, calls, 50):
