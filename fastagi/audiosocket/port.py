@@ -101,6 +101,7 @@ class AudioSocketConnection:
 
     def read_frame(self) -> bytes:
         """What the Asterisk caller said during this tick: FRAME_BYTES at ENGINE_RATE."""
+        # `closed`, written out: this and `write_frame` run for every call on every tick
         if self._hung_up or (self._polled is None and self._transport.is_closing()) or self._lane is None:
             return SILENCE
         said = self._lane.said
