@@ -22,7 +22,7 @@ from fastagi.audiosocket.port import MediaCounters
 from fastagi.audiosocket.server import AudioSocketConnection, AudioSocketServer
 from fastagi.media.engine import MediaEngine
 from fastagi.model.audio import FRAME_BYTES
-from doubles.audiosocket_client import HEADER, SLIN, SLIN16, AsteriskAudioSocket, captured_sessions
+from doubles.audiosocket_client import DTMF, HEADER, SLIN, SLIN16, AsteriskAudioSocket, captured_sessions
 
 T = TypeVar("T")
 KNOWN = uuid.UUID("0c4e3a7e-6f1e-4a53-9a4e-6f5d2f0c9b11")
@@ -285,6 +285,48 @@ def test_a_message_split_across_reads_is_put_together_even_when_a_read_looks_lik
     client = run(scenario)
     heard = [r.payload for r in client.received if r.kind == SLIN16 and any(r.payload)]
     assert heard[:6] == payloads[:6]
+
+
+def test_a_read_of_whole_frames_goes_to_the_jitter_buffer_only_when_every_message_in_it_is_audio() -> None:
+    """A tick late, a read holds two frames or more: they go straight to the jitter buffer, in order. A read of
+    the same length that holds a DTMF digit between audio messages goes to the parser: the digit reaches the
+    binder and the audio around it is whole. (16 kHz: the echo sends back exactly what it was given.)"""
+    header = HEADER.pack(SLIN16, 640)
+    payloads = [np.full(320, 1000 * (n + 1), "<i2").tobytes() for n in range(8)]
+    messages = [header + payload for payload in payloads]
+    digit = HEADER.pack(DTMF, 1) + b"5"
+    with_digit = messages[2] + digit + messages[3]
+    chunks = [messages[0] + messages[1], with_digit[:1286], with_digit[1286:] + messages[4], b"".join(messages[5:])]
+    assert len(chunks[1]) == 2 * len(messages[0]) and chunks[1][643:646] != header
+
+    class Digits(EchoCalls):
+        heard: list[str] = []
+
+        def dtmf(self, call: uuid.UUID, digit: str) -> None:
+            self.heard.append(digit)
+
+    async def scenario() -> AsteriskAudioSocket:
+        engine = MediaEngine()
+        server = AudioSocketServer("127.0.0.1", 0, Digits(engine), clock=engine)
+        await server.start()
+        engine.start()
+        try:
+            client = await AsteriskAudioSocket.connect(server.port, uuid.uuid4(), SLIN16)
+            for chunk in chunks:  # a tick and more apart: each chunk is one read of the poller
+                client.writer.write(chunk)
+                await asyncio.sleep(0.035)
+            await asyncio.sleep(0.2)
+            assert server.rejected == 0 and server.active == 1
+            await client.hang_up()
+        finally:
+            await engine.stop()
+            await server.stop()
+        return client
+
+    client = run(scenario)
+    heard = [r.payload for r in client.received if r.kind == SLIN16 and any(r.payload)]
+    assert heard == payloads
+    assert Digits.heard == ["5"]
 
 
 def test_dtmf_reaches_the_binder_between_audio(polled: bool) -> None:

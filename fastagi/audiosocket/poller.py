@@ -4,8 +4,8 @@ An asyncio transport wakes the loop, makes a bytes object and runs a callback fo
 read of every connection, and writes each message in a call of its own: at 1,000 calls
 that machinery alone fills most of a core. Once a connection has named its call, its
 socket is handed to the poller: one `select.epoll` for every such socket, asked without
-waiting as each tick begins, each ready socket read once into one buffer (a read that is
-exactly one more whole audio frame goes straight to its connection's jitter buffer,
+waiting as each tick begins, each ready socket read once into one buffer (a read of whole
+audio frames and nothing else goes straight to its connection's jitter buffer,
 `PolledSocket.route_audio`; any other, to the session's parser); each message the tick
 writes goes out in one `send`, and what the kernel did not take waits in a small backlog
 of that connection, sent before its next message.
@@ -90,8 +90,8 @@ class PolledSocket:
         self._take_audio: Callable[[bytes], None] | None = None
 
     def route_audio(self, header: bytes, size: int, take: Callable[[bytes], None]) -> None:
-        """From now on a read of exactly `size` bytes that starts with `header` (one whole audio message) goes to
-        `take` as its payload, past the session's parser: the session says so only while its parser holds no
+        """From now on a read of whole audio messages (each `size` bytes starting with `header`) goes to `take`,
+        one payload at a time, past the session's parser: the session says so only while its parser holds no
         partial message, and says `unroute_audio` before it holds one."""
         self._audio_header, self._audio_size, self._take_audio = header, size, take
 
@@ -115,8 +115,24 @@ class PolledSocket:
             self._on_gone()
         elif size == self._audio_size and buffer[: HEADER.size] == self._audio_header:
             self._take_audio(bytes(buffer[HEADER.size : size]))  # type: ignore[misc]  # set with the size
-        else:
+        elif not self._whole_audio(buffer, size):
             self._on_data(buffer[:size])
+
+    def _whole_audio(self, buffer: memoryview, size: int) -> bool:
+        """Hand a read of several whole audio messages to `take_audio`, one by one, if that is what it is.
+
+        Such reads come when the tick is behind: through the session's parser they cost several
+        times a read of one frame (at 1,000 calls, a fifth of the core), just when it can least be spared.
+        """
+        step, header = self._audio_size, self._audio_header
+        if step <= 0 or size % step:
+            return False
+        starts = range(0, size, step)
+        if any(buffer[start : start + HEADER.size] != header for start in starts):
+            return False
+        for start in starts:
+            self._take_audio(bytes(buffer[start + HEADER.size : start + step]))  # type: ignore[misc]
+        return True
 
     def send(self, message: bytes | memoryview, limit: int) -> bool:
         """Write `message` whole, unless more than `limit` bytes already wait (False: nothing is written).
