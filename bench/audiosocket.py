@@ -189,6 +189,7 @@ async def _bare_polled(pipe: Connection) -> None:
     async def accept() -> None:
         while True:
             sock, _ = await loop.sock_accept(listener)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio sets it on the gateway's sockets
             await loop.sock_recv(sock, HEADER.size + 16)  # the UUID message
             sockets[sock.fileno()] = sock
             epoll.register(sock.fileno(), select.EPOLLIN)
