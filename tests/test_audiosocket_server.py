@@ -251,6 +251,44 @@ def test_calls_through_the_engine_each_hear_their_own_tone_back(kind: int) -> No
         assert np.sqrt(np.mean(tone**2)) == pytest.approx(8000 / np.sqrt(2), rel=0.05)
 
 
+class EchoHearingDigits(EchoCalls):
+    """echo123 on every call, as in the gateway, and the DTMF digits the calls sent."""
+
+    def __init__(self, engine: MediaEngine) -> None:
+        super().__init__(engine)
+        self.digits: list[str] = []
+
+    def dtmf(self, call: uuid.UUID, digit: str) -> None:
+        self.digits.append(digit)
+
+
+def through_the_poller(chunks: list[bytes]) -> tuple[list[bytes], list[str]]:
+    """Write `chunks` on a 16 kHz call bridged to echo123 by the engine, each a tick and more after the one before
+    (so each is one read of the poller); the audio that came back (but silence) and the digits heard."""
+
+    async def scenario() -> tuple[AsteriskAudioSocket, EchoHearingDigits]:
+        engine = MediaEngine()
+        binder = EchoHearingDigits(engine)
+        server = AudioSocketServer("127.0.0.1", 0, binder, clock=engine)
+        await server.start()
+        engine.start()
+        try:
+            client = await AsteriskAudioSocket.connect(server.port, uuid.uuid4(), SLIN16)
+            for chunk in chunks:
+                client.writer.write(chunk)
+                await asyncio.sleep(0.035)
+            await asyncio.sleep(0.2)
+            assert server.rejected == 0 and server.active == 1
+            await client.hang_up()
+        finally:
+            await engine.stop()
+            await server.stop()
+        return client, binder
+
+    client, binder = run(scenario)
+    return [r.payload for r in client.received if r.kind == SLIN16 and any(r.payload)], binder.digits
+
+
 def test_a_message_split_across_reads_is_put_together_even_when_a_read_looks_like_a_whole_one() -> None:
     """The poller hands a read that is exactly one audio message straight to the jitter buffer, past the parser;
     not while the parser holds part of a message: then a read of a message's length that starts with bytes like an
@@ -264,26 +302,7 @@ def test_a_message_split_across_reads_is_put_together_even_when_a_read_looks_lik
     chunks = [messages[0], messages[1], stream[:100], stream[100:743], stream[743:], *messages[4:]]
     assert len(chunks[3]) == len(header) + 640 and chunks[3].startswith(header)
 
-    async def scenario() -> AsteriskAudioSocket:
-        engine = MediaEngine()
-        server = AudioSocketServer("127.0.0.1", 0, EchoCalls(engine), clock=engine)
-        await server.start()
-        engine.start()
-        try:
-            client = await AsteriskAudioSocket.connect(server.port, uuid.uuid4(), SLIN16)
-            for chunk in chunks:  # a tick and more apart: each chunk is one read of the poller
-                client.writer.write(chunk)
-                await asyncio.sleep(0.035)
-            await asyncio.sleep(0.1)
-            assert server.rejected == 0 and server.active == 1
-            await client.hang_up()
-        finally:
-            await engine.stop()
-            await server.stop()
-        return client
-
-    client = run(scenario)
-    heard = [r.payload for r in client.received if r.kind == SLIN16 and any(r.payload)]
+    heard, _ = through_the_poller(chunks)
     assert heard[:6] == payloads[:6]
 
 
@@ -299,34 +318,9 @@ def test_a_read_of_whole_frames_goes_to_the_jitter_buffer_only_when_every_messag
     chunks = [messages[0] + messages[1], with_digit[:1286], with_digit[1286:] + messages[4], b"".join(messages[5:])]
     assert len(chunks[1]) == 2 * len(messages[0]) and chunks[1][643:646] != header
 
-    class Digits(EchoCalls):
-        heard: list[str] = []
-
-        def dtmf(self, call: uuid.UUID, digit: str) -> None:
-            self.heard.append(digit)
-
-    async def scenario() -> AsteriskAudioSocket:
-        engine = MediaEngine()
-        server = AudioSocketServer("127.0.0.1", 0, Digits(engine), clock=engine)
-        await server.start()
-        engine.start()
-        try:
-            client = await AsteriskAudioSocket.connect(server.port, uuid.uuid4(), SLIN16)
-            for chunk in chunks:  # a tick and more apart: each chunk is one read of the poller
-                client.writer.write(chunk)
-                await asyncio.sleep(0.035)
-            await asyncio.sleep(0.2)
-            assert server.rejected == 0 and server.active == 1
-            await client.hang_up()
-        finally:
-            await engine.stop()
-            await server.stop()
-        return client
-
-    client = run(scenario)
-    heard = [r.payload for r in client.received if r.kind == SLIN16 and any(r.payload)]
+    heard, digits = through_the_poller(chunks)
     assert heard == payloads
-    assert Digits.heard == ["5"]
+    assert digits == ["5"]
 
 
 def test_dtmf_reaches_the_binder_between_audio(polled: bool) -> None:
