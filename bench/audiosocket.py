@@ -227,6 +227,13 @@ async def call_start(port: int, uniqueid: int) -> str:
     return next(line.split(b'"')[1].decode() for line in ended.commands if line.startswith(b"SET VARIABLE SKYPE_CALL_UUID "))
 
 
+def tone_message(kind: int) -> bytes:
+    """One 20 ms AudioSocket message of a 440 Hz tone."""
+    rate = 8000 if kind == KINDS[8] else 16000
+    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(rate * PERIOD)) / rate)).astype("<i2").tobytes()
+    return HEADER.pack(kind, len(samples)) + samples
+
+
 class Channels:
     """Asterisk's ends of N AudioSocket connections, on plain non-blocking sockets.
 
@@ -306,9 +313,7 @@ async def drive(
     `beside`, if given (its seconds, and what it runs), runs after those `seconds` while the
     tone goes on (FastAGI sessions, for the gateway): its own CPU stays out of the figures.
     """
-    rate = 8000 if kind == 0x10 else 16000
-    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(rate * PERIOD)) / rate)).astype("<i2").tobytes()
-    frame = HEADER.pack(kind, len(samples)) + samples
+    frame = tone_message(kind)
     channels = Channels(server.audio_port, uuids)
     groups = [channels.sockets[phase::phases] for phase in range(phases)]
     loop = asyncio.get_running_loop()

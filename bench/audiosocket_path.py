@@ -27,19 +27,16 @@ import asyncio
 import cProfile
 import pstats
 import socket
-import struct
 import time
 import uuid
 from typing import Any
-
-import numpy as np
 
 from fastagi.audiosocket.server import AudioSocketConnection, AudioSocketServer, _Session
 from fastagi.media.engine import MediaEngine
 from fastagi.media.ports import LocalPort
 from fastagi.model.audio import EchoPort
 
-from .audiosocket import KINDS
+from .audiosocket import HEADER, KINDS, tone_message
 from .harness import SERVER_CPU, machine, pin, raise_file_limit
 
 RUNS = 7
@@ -137,7 +134,7 @@ async def measure_on_sockets(calls: int, kind: int, ticks: int) -> float:
     channels = []
     for _ in range(calls):
         channel = socket.create_connection(("127.0.0.1", server.port))
-        channel.sendall(b"\x01\x00\x10" + uuid.uuid4().bytes)
+        channel.sendall(HEADER.pack(0x01, 16) + uuid.uuid4().bytes)
         channel.setblocking(False)
         channels.append(channel)
         while server.active < len(channels):  # accepted and attached before the next: the backlog is short
@@ -170,13 +167,6 @@ async def measure_on_sockets(calls: int, kind: int, ticks: int) -> float:
         channel.close()
     await server.stop()
     return best
-
-
-def tone_message(kind: int) -> bytes:
-    """One 20 ms AudioSocket message of a 440 Hz tone."""
-    rate = 8000 if kind == KINDS[8] else 16000
-    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate // 50) / rate)).astype("<i2").tobytes()
-    return struct.pack("!BH", kind, len(samples)) + samples
 
 
 def main() -> None:
