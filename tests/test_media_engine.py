@@ -8,7 +8,7 @@ import socket
 import time
 import wave
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Coroutine, Iterator
 
 import numpy as np
 import pytest
@@ -55,6 +55,20 @@ def dominant_hz(samples: np.ndarray, rate: int) -> float:
 def run(engine: MediaEngine, ticks: int) -> None:
     for _ in range(ticks):
         engine.tick()
+
+
+def busy_for(seconds: float) -> None:
+    """Hold the CPU (and the event loop) for `seconds`, as a slow step of a tick does."""
+    busy_until = time.perf_counter() + seconds
+    while time.perf_counter() < busy_until:
+        pass
+
+
+def run_on(event_loop: str, scenario: Coroutine[Any, Any, None]) -> None:
+    """Run `scenario` on asyncio's own loop or on uvloop's."""
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(scenario)
 
 
 def frame(value: int) -> bytes:
@@ -331,9 +345,7 @@ def test_the_clock_hands_the_loop_back_within_a_long_tick_and_still_runs_every_s
 
     def slow_steps() -> Iterator[None]:
         for step in range(12):
-            busy_until = time.perf_counter() + SLICE_SECONDS / 2
-            while time.perf_counter() < busy_until:
-                pass
+            busy_for(SLICE_SECONDS / 2)
             order.append(f"step {step}")
             yield
 
@@ -362,9 +374,7 @@ def test_a_task_woken_by_what_the_loop_found_takes_its_step_before_the_tick_goes
 
     def slow_steps(peer: socket.socket) -> Iterator[None]:
         for step in range(6):
-            busy_until = time.perf_counter() + SLICE_SECONDS
-            while time.perf_counter() < busy_until:
-                pass
+            busy_for(SLICE_SECONDS)
             if step == 1:
                 peer.send(b"200 result=1\n")
             order.append(f"step {step}")
@@ -396,9 +406,7 @@ def test_a_task_woken_by_what_the_loop_found_takes_its_step_before_the_tick_goes
         ours.close()
         peer.close()
 
-    factory = uvloop.new_event_loop if event_loop == "uvloop" else asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(scenario())
+    run_on(event_loop, scenario())
     assert order.index("session") == order.index("step 1") + 1
 
 
@@ -410,9 +418,7 @@ def test_a_fastagi_like_connection_is_accepted_read_and_answered_within_one_hand
 
     def slow_steps(port: int, clients: list[socket.socket]) -> Iterator[None]:
         for step in range(6):
-            busy_until = time.perf_counter() + SLICE_SECONDS
-            while time.perf_counter() < busy_until:
-                pass
+            busy_for(SLICE_SECONDS)
             if step == 1:
                 clients.append(socket.create_connection(("127.0.0.1", port)))
                 clients[0].sendall(b"agi_request: agi://127.0.0.1/get-profile-balance\n\n")
@@ -443,9 +449,7 @@ def test_a_fastagi_like_connection_is_accepted_read_and_answered_within_one_hand
         for client in clients:
             client.close()
 
-    factory = uvloop.new_event_loop if event_loop == "uvloop" else asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(scenario())
+    run_on(event_loop, scenario())
     assert order.index("answered") == order.index("step 1") + 1
 
 
