@@ -113,6 +113,7 @@ class PolledSocket:
             size = 0  # reset: the transport, reading again, sees the connection's end
         if not size:
             self._on_gone()
+        # one whole frame: `_whole_audio`'s commonest case (most reads of every tick), checked without its loop
         elif size == self._audio_size and buffer[: HEADER.size] == self._audio_header:
             self._take_audio(bytes(buffer[HEADER.size : size]))  # type: ignore[misc]  # set with the size
         elif not self._whole_audio(buffer, size):

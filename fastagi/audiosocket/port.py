@@ -143,7 +143,7 @@ class AudioSocketConnection:
         self._jitter.put(pcm)
 
     def route_audio(self, routed: bool) -> None:
-        """Whether the poller may hand a read that is exactly one whole frame of this connection's audio
+        """Whether the poller may hand a read of whole frames of this connection's audio (and nothing else)
         straight to `take_audio` (only while the session's parser holds no partial message)."""
         polled, lane = self._polled, self._lane
         if polled is None:

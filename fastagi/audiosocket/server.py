@@ -61,9 +61,9 @@ class _Session(asyncio.Protocol):
     Bytes are parsed and dispatched right in `data_received`, called by the event loop:
     at 50 messages a second per call, waking a task for every read would cost more than
     everything else the connection does. A read that is exactly one more audio message
-    (nearly every read) goes straight to the jitter buffer; once attached and polled, the
-    poller hands it there itself, past this session, while the parser holds no partial
-    message (`route_audio`). The session's course (UUID, then audio until either side
+    (most reads) goes straight to the jitter buffer; once attached and polled, the poller
+    hands it there itself, and a read of several whole frames too, past this session, while
+    the parser holds no partial message (`route_audio`). The session's course (UUID, then audio until either side
     ends it) is followed by a task of the server that only awaits `attached` and `finished`.
     """
 
